@@ -1,0 +1,3 @@
+export { decide } from './decide';
+export { InMemoryCounters, type CounterWriter } from './counters';
+export * from './types';
