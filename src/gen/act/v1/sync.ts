@@ -136,7 +136,22 @@ export interface Change {
     | //
     /** A public key removed (all its tokens expired). */
     { $case: "public_key_deleted"; value: string }
+    | //
+    /** A token issued; lets the hub widen a scoped replica to the token's policies. */
+    { $case: "token_issued"; value: TokenIssued }
     | undefined;
+}
+
+/** TokenIssued describes a new token (never the token string). */
+export interface TokenIssued {
+  /** The token id. */
+  token_id: string;
+  /** Its agent. */
+  agent_id: string;
+  /** The policies it names. */
+  policy_ids: string[];
+  /** Expiry, Unix milliseconds. */
+  expires_at_ms: number;
 }
 
 /** Revocation marks a token id revoked. */
@@ -1002,6 +1017,9 @@ export const Change: MessageFns<Change> = {
       case "public_key_deleted":
         writer.uint32(66).string(message.kind.value);
         break;
+      case "token_issued":
+        TokenIssued.encode(message.kind.value, writer.uint32(74).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1083,6 +1101,14 @@ export const Change: MessageFns<Change> = {
             message.kind = { $case: "public_key_deleted", value: reader.string() };
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.kind = { $case: "token_issued", value: TokenIssued.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1121,6 +1147,10 @@ export const Change: MessageFns<Change> = {
         ? { $case: "public_key_deleted", value: globalThis.String(object.publicKeyDeleted) }
         : isSet(object.public_key_deleted)
         ? { $case: "public_key_deleted", value: globalThis.String(object.public_key_deleted) }
+        : isSet(object.tokenIssued)
+        ? { $case: "token_issued", value: TokenIssued.fromJSON(object.tokenIssued) }
+        : isSet(object.token_issued)
+        ? { $case: "token_issued", value: TokenIssued.fromJSON(object.token_issued) }
         : undefined,
     };
   },
@@ -1143,6 +1173,8 @@ export const Change: MessageFns<Change> = {
       obj.approval = Approval.toJSON(message.kind.value);
     } else if (message.kind?.$case === "public_key_deleted") {
       obj.publicKeyDeleted = message.kind.value;
+    } else if (message.kind?.$case === "token_issued") {
+      obj.tokenIssued = TokenIssued.toJSON(message.kind.value);
     }
     return obj;
   },
@@ -1201,7 +1233,146 @@ export const Change: MessageFns<Change> = {
         }
         break;
       }
+      case "token_issued": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "token_issued", value: TokenIssued.fromPartial(object.kind.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseTokenIssued(): TokenIssued {
+  return { token_id: "", agent_id: "", policy_ids: [], expires_at_ms: 0 };
+}
+
+export const TokenIssued: MessageFns<TokenIssued> = {
+  encode(message: TokenIssued, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token_id !== "") {
+      writer.uint32(10).string(message.token_id);
+    }
+    if (message.agent_id !== "") {
+      writer.uint32(18).string(message.agent_id);
+    }
+    for (const v of message.policy_ids) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.expires_at_ms !== 0) {
+      writer.uint32(32).int64(message.expires_at_ms);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenIssued {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenIssued();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token_id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.agent_id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.policy_ids.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expires_at_ms = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenIssued {
+    return {
+      token_id: isSet(object.tokenId)
+        ? globalThis.String(object.tokenId)
+        : isSet(object.token_id)
+        ? globalThis.String(object.token_id)
+        : "",
+      agent_id: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      policy_ids: globalThis.Array.isArray(object?.policyIds)
+        ? object.policyIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.policy_ids)
+        ? object.policy_ids.map((e: any) => globalThis.String(e))
+        : [],
+      expires_at_ms: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: TokenIssued): unknown {
+    const obj: any = {};
+    if (message.token_id !== "") {
+      obj.tokenId = message.token_id;
+    }
+    if (message.agent_id !== "") {
+      obj.agentId = message.agent_id;
+    }
+    if (message.policy_ids?.length) {
+      obj.policyIds = message.policy_ids;
+    }
+    if (message.expires_at_ms !== 0) {
+      obj.expiresAtMs = Math.round(message.expires_at_ms);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TokenIssued>, I>>(base?: I): TokenIssued {
+    return TokenIssued.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TokenIssued>, I>>(object: I): TokenIssued {
+    const message = createBaseTokenIssued();
+    message.token_id = object.token_id ?? "";
+    message.agent_id = object.agent_id ?? "";
+    message.policy_ids = object.policy_ids?.map((e) => e) || [];
+    message.expires_at_ms = object.expires_at_ms ?? 0;
     return message;
   },
 };
