@@ -1,0 +1,266 @@
+/**
+ * The control plane's audit trail in LMDB, in the store's environment.
+ *
+ * - `audit`: audit_id -> AuditRecord; ids start with their time, so key order is
+ *   chronological and a time range is a key range.
+ * - `audit_by_agent`, `audit_by_token`: `${id}\u0000${audit_id}` -> true, so a query
+ *   for one agent or token walks only that agent's/token's records.
+ * - `audit_last_by_source`: source -> { audit_id, seq } of its highest-seq record
+ *   (the head of its hash chain; batches may arrive out of order on retries).
+ * - `audit_count` in the shared meta db.
+ */
+import type { Database, RootDatabase } from 'lmdb';
+import { invalid } from '../../common/errors';
+import { sortableIdTime } from '../../common/ids';
+import type { AuditFilter, AuditPage, AuditRecord, AuditStore } from '../types';
+import { compareKeys, prefixEnd } from './key-range';
+
+/** Records examined (not returned) at most per `query` call before it returns a cursor. */
+export const DEFAULT_AUDIT_SCAN_BUDGET = 50_000;
+/** Keys read per fresh read transaction during `export`. */
+const EXPORT_CHUNK = 1000;
+const COUNT_KEY = 'audit_count';
+const ID_PREFIX = 'audit_';
+
+interface SourceHead {
+  audit_id: string;
+  seq: number;
+}
+
+/** Which key space a filter walks, and its bounds: [low, high) in key order. */
+interface Plan {
+  db: Database<unknown, string>;
+  /** '' for the primary db, `${agent_or_token}\u0000` for an index. */
+  keyPrefix: string;
+  indexed: boolean;
+  low: string | undefined;
+  high: string | undefined;
+}
+
+/** Options of the LMDB audit store. */
+export interface LmdbAuditOptions {
+  /** Records examined at most per query call. Default {@link DEFAULT_AUDIT_SCAN_BUDGET}. */
+  scanBudget?: number;
+}
+
+/** {@link AuditStore} over LMDB sub-databases of the store's environment. */
+export class LmdbAuditStore implements AuditStore {
+  private readonly records: Database<AuditRecord, string>;
+  private readonly byAgent: Database<boolean, string>;
+  private readonly byToken: Database<boolean, string>;
+  private readonly lastBySource: Database<SourceHead, string>;
+  private readonly listeners = new Set<(records: AuditRecord[]) => void>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly scanBudget: number;
+
+  constructor(
+    private readonly root: RootDatabase,
+    private readonly meta: Database<unknown, string>,
+    opts: LmdbAuditOptions = {},
+  ) {
+    this.records = root.openDB<AuditRecord, string>({ name: 'audit' });
+    this.byAgent = root.openDB<boolean, string>({ name: 'audit_by_agent' });
+    this.byToken = root.openDB<boolean, string>({ name: 'audit_by_token' });
+    this.lastBySource = root.openDB<SourceHead, string>({ name: 'audit_last_by_source' });
+    this.scanBudget = opts.scanBudget ?? DEFAULT_AUDIT_SCAN_BUDGET;
+  }
+
+  append(records: AuditRecord[]): Promise<number> {
+    const p = this.doAppend(records);
+    this.inFlight.add(p);
+    // Tracked only so close() can wait; the caller observes the result through `p`.
+    void p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private async doAppend(records: AuditRecord[]): Promise<number> {
+    for (const r of records) {
+      if (typeof r.audit_id !== 'string' || r.audit_id === '')
+        throw invalid('audit_id', 'audit record without audit_id');
+    }
+    if (records.length === 0) return 0;
+    const fresh: AuditRecord[] = [];
+    // A child transaction so a throw mid-batch aborts it whole (see lmdb-store.ts).
+    await this.root.childTransaction(() => {
+      const seen = new Set<string>();
+      for (const r of records) {
+        // Dedupe inside the write txn: it is serialized with every other append.
+        if (seen.has(r.audit_id)) continue;
+        seen.add(r.audit_id);
+        if (this.records.doesExist(r.audit_id)) continue;
+        this.records.putSync(r.audit_id, r);
+        if (r.agent_id) this.byAgent.putSync(`${r.agent_id}\u0000${r.audit_id}`, true);
+        if (r.token_id) this.byToken.putSync(`${r.token_id}\u0000${r.audit_id}`, true);
+        const head = this.lastBySource.get(r.source);
+        if (!head || r.seq > head.seq || (r.seq === head.seq && compareKeys(r.audit_id, head.audit_id) > 0)) {
+          this.lastBySource.putSync(r.source, { audit_id: r.audit_id, seq: r.seq });
+        }
+        fresh.push(r);
+      }
+      if (fresh.length > 0) {
+        this.meta.putSync(COUNT_KEY, ((this.meta.get(COUNT_KEY) as number | undefined) ?? 0) + fresh.length);
+      }
+    });
+    await this.root.flushed; // the caller acks the batch upstream: it must be durable
+    if (fresh.length > 0) {
+      for (const l of [...this.listeners]) {
+        try {
+          l(fresh);
+        } catch {
+          // A faulty follower must not fail an append that is already stored.
+        }
+      }
+    }
+    return fresh.length;
+  }
+
+  async query(filter: AuditFilter, cursor: string, limit: number): Promise<AuditPage> {
+    const plan = this.plan(filter);
+    const max = Math.max(1, Math.floor(limit));
+    let high = plan.high;
+    if (cursor !== '') {
+      const k = plan.keyPrefix + decodeCursor(cursor);
+      if (high === undefined || compareKeys(k, high) < 0) high = k;
+    }
+    const out: AuditRecord[] = [];
+    let examined = 0;
+    let lastId = '';
+    // Newest first: walk down from `high` (exclusive) to `low`.
+    for (const key of plan.db.getKeys({ start: high, end: plan.low, reverse: true })) {
+      if (high !== undefined && compareKeys(key, high) >= 0) continue;
+      if (plan.low !== undefined && compareKeys(key, plan.low) < 0) break;
+      // There is another candidate: stop here if the page is full or the budget spent.
+      if (out.length >= max || examined >= this.scanBudget)
+        return { records: out, nextCursor: encodeCursor(lastId) };
+      examined++;
+      lastId = key.slice(plan.keyPrefix.length);
+      const rec = this.load(plan, key);
+      if (rec && matches(rec, filter)) out.push(rec);
+    }
+    return { records: out, nextCursor: '' };
+  }
+
+  async *export(filter: AuditFilter): AsyncGenerator<AuditRecord> {
+    const plan = this.plan(filter);
+    let after: string | undefined;
+    for (;;) {
+      // Each chunk is read synchronously and fully before yielding, so no read
+      // transaction or cursor stays open while the consumer is slow.
+      const chunk: AuditRecord[] = [];
+      let n = 0;
+      let done = true;
+      const range =
+        after === undefined
+          ? { start: plan.low, end: plan.high }
+          : { start: after, end: plan.high, exclusiveStart: true };
+      for (const key of plan.db.getKeys(range)) {
+        if (after !== undefined && compareKeys(key, after) <= 0) continue;
+        if (plan.high !== undefined && compareKeys(key, plan.high) >= 0) break;
+        if (n >= EXPORT_CHUNK) {
+          done = false;
+          break;
+        }
+        n++;
+        after = key;
+        const rec = this.load(plan, key);
+        if (rec && matches(rec, filter)) chunk.push(rec);
+      }
+      yield* chunk;
+      if (done) return;
+    }
+  }
+
+  onAppend(listener: (records: AuditRecord[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  async lastOfSource(source: string): Promise<AuditRecord | undefined> {
+    const head = this.lastBySource.get(source);
+    return head ? this.records.get(head.audit_id) : undefined;
+  }
+
+  async count(): Promise<number> {
+    return (this.meta.get(COUNT_KEY) as number | undefined) ?? 0;
+  }
+
+  /** Resolves when appends started so far have settled (used by close). */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
+    this.listeners.clear();
+  }
+
+  private plan(filter: AuditFilter): Plan {
+    let db: Database<unknown, string> = this.records;
+    let keyPrefix = '';
+    if (filter.agent_id !== undefined) {
+      db = this.byAgent;
+      keyPrefix = `${filter.agent_id}\u0000`;
+    } else if (filter.token_id !== undefined) {
+      db = this.byToken;
+      keyPrefix = `${filter.token_id}\u0000`;
+    }
+    const indexed = keyPrefix !== '';
+    // Time bounds as id bounds: no real id equals a bound (ids have random chars after the time).
+    const low =
+      filter.sinceMs !== undefined ? keyPrefix + auditIdAt(filter.sinceMs) : indexed ? keyPrefix : undefined;
+    const high =
+      filter.untilMs !== undefined
+        ? keyPrefix + auditIdAt(filter.untilMs)
+        : indexed
+          ? prefixEnd(keyPrefix)
+          : undefined;
+    return { db, keyPrefix, indexed, low, high };
+  }
+
+  private load(plan: Plan, key: string): AuditRecord | undefined {
+    return this.records.get(plan.indexed ? key.slice(plan.keyPrefix.length) : key);
+  }
+}
+
+function matches(r: AuditRecord, f: AuditFilter): boolean {
+  if (f.agent_id !== undefined && r.agent_id !== f.agent_id) return false;
+  if (f.token_id !== undefined && r.token_id !== f.token_id) return false;
+  if (f.action !== undefined && r.action !== f.action) return false;
+  if (f.decision !== undefined && r.decision !== f.decision) return false;
+  if (f.reason_code !== undefined && r.reason_code !== f.reason_code) return false;
+  if (f.sinceMs !== undefined || f.untilMs !== undefined) {
+    const t = sortableIdTime(r.audit_id);
+    if (t === undefined) return false;
+    if (f.sinceMs !== undefined && t < f.sinceMs) return false;
+    if (f.untilMs !== undefined && t >= f.untilMs) return false;
+  }
+  return true;
+}
+
+const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
+
+/**
+ * The smallest possible audit id at `ms`: the prefix plus the 10-char Crockford
+ * time of common/ids.ts (kept in step with it; a test checks the two agree).
+ */
+export function auditIdAt(ms: number): string {
+  let out = '';
+  let t = Math.max(0, Math.floor(ms));
+  for (let i = 0; i < 10; i++) {
+    out = ALPHABET[t % 32] + out;
+    t = Math.floor(t / 32);
+  }
+  return ID_PREFIX + out;
+}
+
+function encodeCursor(auditId: string): string {
+  return Buffer.from(JSON.stringify({ a: auditId })).toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { a?: unknown };
+    if (typeof v.a === 'string' && v.a !== '') return v.a;
+  } catch {
+    // fall through to the error below
+  }
+  throw invalid('cursor', 'invalid audit cursor');
+}
