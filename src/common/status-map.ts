@@ -1,0 +1,31 @@
+/** The one table mapping error codes to HTTP and gRPC status codes (edges use only this). */
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { ErrorCode } from './errors';
+
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  INVALID_ARGUMENT: 400,
+  UNAUTHENTICATED: 401,
+  PERMISSION_DENIED: 403,
+  NOT_FOUND: 404,
+  ALREADY_EXISTS: 409,
+  FAILED_PRECONDITION: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  RESOURCE_EXHAUSTED: 429,
+  INTERNAL: 500,
+  UNAVAILABLE: 503,
+};
+
+export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
+  INVALID_ARGUMENT: GrpcStatus.INVALID_ARGUMENT,
+  UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
+  PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
+  NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ALREADY_EXISTS: GrpcStatus.ALREADY_EXISTS,
+  FAILED_PRECONDITION: GrpcStatus.FAILED_PRECONDITION,
+  PAYLOAD_TOO_LARGE: GrpcStatus.INVALID_ARGUMENT,
+  UNSUPPORTED_MEDIA_TYPE: GrpcStatus.INVALID_ARGUMENT,
+  RESOURCE_EXHAUSTED: GrpcStatus.RESOURCE_EXHAUSTED,
+  INTERNAL: GrpcStatus.INTERNAL,
+  UNAVAILABLE: GrpcStatus.UNAVAILABLE,
+};

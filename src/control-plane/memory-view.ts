@@ -1,0 +1,134 @@
+/**
+ * The control plane's in-memory DecisionView for central enforcement: loaded from
+ * the store at start, then kept current from each commit's change events (the
+ * same events sync sends sidecars), so decide() runs synchronously on fresh state.
+ */
+import type { KeyObject } from 'node:crypto';
+import { fromBase64Url } from '../common/base64url';
+import { AgentStatus, ApprovalStatus, type Agent, type Approval, type Policy } from '../gen/act/v1/admin';
+import type { Change } from '../gen/act/v1/sync';
+import { compilePolicy } from '../policy';
+import type { CompiledPolicy } from '../policy/types';
+import type { Store } from '../store/types';
+import { publicKeyFromRaw } from '../token';
+import type { AgentView, ApprovalView, DecisionView } from '../decision/types';
+import type { SigningKeyRecord, TokenRecord } from './records';
+
+export class MemoryView implements DecisionView {
+  revision = 0;
+  private readonly agents = new Map<string, AgentView>();
+  private readonly policies = new Map<string, CompiledPolicy>();
+  private readonly revoked = new Set<string>();
+  private readonly keys = new Map<string, KeyObject>();
+  private readonly approvals = new Map<string, ApprovalView>();
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(private readonly store: Store) {}
+
+  async start(): Promise<void> {
+    // Subscribe first so no commit between load and subscribe is missed; changes are idempotent upserts.
+    const pending: { revision: number; changes: Change[] }[] = [];
+    let loaded = false;
+    this.unsubscribe = this.store.onCommit((e) => {
+      if (!loaded) pending.push(e);
+      else this.apply(e.revision, e.changes);
+    });
+    await this.store.read(async (r) => {
+      const all = async <T>(table: 'agents' | 'policies' | 'tokens' | 'keys' | 'approvals', fn: (v: T) => void) => {
+        let after: string | undefined;
+        for (;;) {
+          const rows = await r.scan<T>(table, { limit: 1000, ...(after !== undefined ? { after } : {}) });
+          for (const row of rows) fn(row.value);
+          if (rows.length < 1000) return;
+          after = rows[rows.length - 1]!.key;
+        }
+      };
+      await all<Agent>('agents', (a) => this.putAgent(a));
+      await all<Policy>('policies', (p) => this.putPolicy(p));
+      await all<TokenRecord>('tokens', (t) => t.revoked_at_ms !== 0 && this.revoked.add(t.token_id));
+      await all<SigningKeyRecord>('keys', (k) => this.keys.set(k.key_id, publicKeyFromRaw(fromBase64Url(k.public_key)!)));
+      await all<Approval>('approvals', (a) => this.putApproval(a));
+    });
+    this.revision = await this.store.revision();
+    loaded = true;
+    for (const e of pending) if (e.revision > this.revision) this.apply(e.revision, e.changes);
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+  }
+
+  apply(revision: number, changes: Change[]): void {
+    for (const c of changes) {
+      const k = c.kind;
+      if (k === undefined) continue;
+      switch (k.$case) {
+        case 'agent':
+          this.putAgent(k.value);
+          break;
+        case 'agent_deleted':
+          this.agents.delete(k.value);
+          break;
+        case 'policy':
+          this.putPolicy(k.value);
+          break;
+        case 'policy_deleted':
+          this.policies.delete(k.value);
+          break;
+        case 'revocation':
+          this.revoked.add(k.value.token_id);
+          break;
+        case 'public_key':
+          this.keys.set(k.value.key_id, publicKeyFromRaw(k.value.public_key));
+          break;
+        case 'public_key_deleted':
+          this.keys.delete(k.value);
+          break;
+        case 'approval':
+          this.putApproval(k.value);
+          break;
+        case 'token_issued':
+          break;
+      }
+    }
+    this.revision = Math.max(this.revision, revision);
+  }
+
+  private putAgent(a: Agent): void {
+    this.agents.set(a.agent_id, { id: a.agent_id, status: a.status === AgentStatus.ACTIVE ? 'ACTIVE' : 'DISABLED', metadata: a.metadata });
+  }
+
+  private putPolicy(p: Policy): void {
+    // Compiled once per policy version; a policy that no longer compiles grants nothing.
+    try {
+      this.policies.set(p.policy_id, compilePolicy(p));
+    } catch {
+      this.policies.delete(p.policy_id);
+    }
+  }
+
+  private putApproval(a: Approval): void {
+    this.approvals.set(a.approval_id, {
+      id: a.approval_id,
+      status: (ApprovalStatus[a.status] as ApprovalView['status'] | undefined) ?? 'EXPIRED',
+      tokenId: a.token_id,
+      action: a.action,
+      resource: a.resource,
+      expiresAtMs: Date.parse(a.expires_at),
+    });
+  }
+
+  publicKey = (keyId: string): KeyObject | undefined => this.keys.get(keyId);
+  isRevoked(tokenId: string): boolean {
+    return this.revoked.has(tokenId);
+  }
+  agent(agentId: string): AgentView | undefined {
+    return this.agents.get(agentId);
+  }
+  policy(policyId: string): CompiledPolicy | undefined {
+    return this.policies.get(policyId);
+  }
+  approval(approvalId: string): ApprovalView | undefined {
+    return this.approvals.get(approvalId);
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Bounds and shapes of a check request, shared by every edge (REST and gRPC on
+ * both processes). A request that fails here gets INVALID_ARGUMENT / HTTP 400 and
+ * no decision; the token itself is not judged here (a bad token is a DENY).
+ */
+import { invalid } from '../common/errors';
+import type { DecisionRequest } from './types';
+
+export const CHECK_LIMITS = {
+  tokenChars: 8192,
+  actionChars: 256,
+  resourceChars: 1024,
+  contextBytes: 16384,
+  approvalIdChars: 80,
+  batchItems: 100,
+};
+
+export interface CheckInput {
+  token: string;
+  action: string;
+  resource: string;
+  context: Record<string, unknown>;
+  approvalId: string;
+}
+
+/** Validates a check body (REST JSON or a decoded gRPC message). */
+export function parseCheckRequest(body: Record<string, unknown>, prefix = ''): CheckInput {
+  const f = (name: string) => prefix + name;
+  const token = body.token;
+  if (typeof token !== 'string' || token === '') throw invalid(f('token'), 'token is required (the "act_..." string from POST /api/tokens)');
+  // Oversized tokens are rejected before any parsing; the decision would be MALFORMED_TOKEN anyway.
+  if (token.length > CHECK_LIMITS.tokenChars) throw invalid(f('token'), `token must be at most ${CHECK_LIMITS.tokenChars} characters`);
+  const action = body.action;
+  if (typeof action !== 'string' || action === '') throw invalid(f('action'), 'action is required, e.g. "read:customer_profile"');
+  if (action.length > CHECK_LIMITS.actionChars) throw invalid(f('action'), `action must be at most ${CHECK_LIMITS.actionChars} characters`);
+  const resource = body.resource ?? '';
+  if (typeof resource !== 'string') throw invalid(f('resource'), 'resource must be a string');
+  if (resource.length > CHECK_LIMITS.resourceChars) throw invalid(f('resource'), `resource must be at most ${CHECK_LIMITS.resourceChars} characters`);
+  const context = body.context ?? {};
+  if (typeof context !== 'object' || context === null || Array.isArray(context)) throw invalid(f('context'), 'context must be a JSON object');
+  if (Buffer.byteLength(JSON.stringify(context)) > CHECK_LIMITS.contextBytes) {
+    throw invalid(f('context'), `context must be at most ${CHECK_LIMITS.contextBytes} bytes of JSON`);
+  }
+  const approvalId = body.approval_id ?? '';
+  if (typeof approvalId !== 'string' || approvalId.length > CHECK_LIMITS.approvalIdChars) {
+    throw invalid(f('approval_id'), 'approval_id must be an "approval_..." id');
+  }
+  return { token, action, resource, context: context as Record<string, unknown>, approvalId };
+}
+
+export function toDecisionRequest(c: CheckInput): DecisionRequest {
+  return { token: c.token, action: c.action, resource: c.resource, context: c.context, approvalId: c.approvalId || undefined };
+}

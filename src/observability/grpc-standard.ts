@@ -1,0 +1,83 @@
+/**
+ * The standard services every ACT gRPC server carries: grpc.health.v1.Health and
+ * server reflection (v1 and v1alpha). Reflection is fed from the descriptor set
+ * `buf build` writes (src/gen/act.binpb, with imports), not from proto-loader's
+ * loadSync, whose synthesized descriptors strict clients (grpcurl, buf curl)
+ * reject for google.protobuf.Struct and map fields (grpc-node #2595, #2958).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import {
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthService,
+  type HealthServer,
+} from '../gen/grpc/health/v1/health';
+
+export { ServingStatus };
+
+/** Finds the descriptor set next to the generated code (src/gen or dist/gen). */
+function descriptorSetPath(): string {
+  const candidates = [path.join(__dirname, '../gen/act.binpb'), path.join(__dirname, '../../src/gen/act.binpb')];
+  const found = candidates.find((c) => existsSync(c));
+  if (!found) throw new Error('descriptor set act.binpb not found; run npm run gen');
+  return found;
+}
+
+export function addReflection(server: grpc.Server, services: string[]): void {
+  const set = fromBinary(FileDescriptorSetSchema, readFileSync(descriptorSetPath()));
+  const fileDescriptorProtos = set.file.map((f) => toBinary(FileDescriptorProtoSchema, f));
+  // ReflectionService reads `fileDescriptorProtos` from each entry of a package definition.
+  const pkg = { act: { fileDescriptorProtos } } as unknown as ConstructorParameters<typeof ReflectionService>[0];
+  new ReflectionService(pkg, { services }).addToServer(server);
+}
+
+/** A Health service whose statuses the process sets as it starts and drains. */
+export class HealthStatus {
+  private readonly statuses = new Map<string, ServingStatus>();
+  private readonly watchers = new Set<{ service: string; call: grpc.ServerWritableStream<unknown, unknown> }>();
+
+  constructor(services: string[]) {
+    for (const s of ['', ...services]) this.statuses.set(s, ServingStatus.NOT_SERVING);
+  }
+
+  set(status: ServingStatus): void {
+    for (const k of this.statuses.keys()) this.statuses.set(k, status);
+    for (const w of this.watchers) w.call.write({ status: this.statuses.get(w.service) ?? ServingStatus.SERVICE_UNKNOWN });
+  }
+
+  get serving(): boolean {
+    return this.statuses.get('') === ServingStatus.SERVING;
+  }
+
+  addTo(server: grpc.Server): void {
+    const impl: HealthServer = {
+      check: (call, cb) => {
+        const s = this.statuses.get(call.request.service);
+        if (s === undefined) cb({ code: grpc.status.NOT_FOUND, details: `unknown service ${call.request.service}` });
+        else cb(null, { status: s });
+      },
+      list: (_call, cb) => {
+        const statuses: Record<string, { status: ServingStatus }> = {};
+        for (const [k, v] of this.statuses) statuses[k] = { status: v };
+        cb(null, { statuses });
+      },
+      watch: (call) => {
+        const w = { service: call.request.service, call: call as grpc.ServerWritableStream<unknown, unknown> };
+        this.watchers.add(w);
+        call.write({ status: this.statuses.get(w.service) ?? ServingStatus.SERVICE_UNKNOWN });
+        call.on('cancelled', () => this.watchers.delete(w));
+      },
+    };
+    server.addService(HealthService, impl);
+  }
+
+  /** Ends Watch streams so the server can shut down. */
+  close(): void {
+    for (const w of this.watchers) w.call.end();
+    this.watchers.clear();
+  }
+}
