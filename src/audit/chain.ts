@@ -62,9 +62,12 @@ export function verifyChain(
   const problems: ChainProblem[] = [];
   let { seq, hash } = start;
   for (const r of records) {
-    if (r.seq !== seq + 1) problems.push({ audit_id: r.audit_id, seq: r.seq, problem: `expected seq ${seq + 1}` });
-    if (r.prev_hash !== hash) problems.push({ audit_id: r.audit_id, seq: r.seq, problem: 'prev_hash does not match' });
-    if (auditHash(r) !== r.hash) problems.push({ audit_id: r.audit_id, seq: r.seq, problem: 'hash does not match content' });
+    if (r.seq !== seq + 1)
+      problems.push({ audit_id: r.audit_id, seq: r.seq, problem: `expected seq ${seq + 1}` });
+    if (r.prev_hash !== hash)
+      problems.push({ audit_id: r.audit_id, seq: r.seq, problem: 'prev_hash does not match' });
+    if (auditHash(r) !== r.hash)
+      problems.push({ audit_id: r.audit_id, seq: r.seq, problem: 'hash does not match content' });
     seq = r.seq;
     hash = r.hash;
   }

@@ -7,6 +7,7 @@ import { ConfigError, parseOptions, renderHelp } from '../common/options';
 import { CONTROL_PLANE_OPTIONS } from '../control-plane/config';
 import { startControlPlane } from '../control-plane/server';
 import { createLogger } from '../observability/logger';
+import { VERSION } from '../common/version';
 
 const USAGE = `act — Agent Capability Tokens
 
@@ -25,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
       return runControlPlane(rest);
     case 'version':
     case '--version':
-      process.stdout.write(`${require('../../package.json').version}\n`);
+      process.stdout.write(`${VERSION}\n`);
       return 0;
     case undefined:
     case 'help':
@@ -42,7 +43,11 @@ async function main(argv: string[]): Promise<number> {
 async function runControlPlane(args: string[]): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(
-      renderHelp('act control-plane [options]', 'Runs the ACT control plane: the source of truth for agents, policies, tokens, approvals and audit.', CONTROL_PLANE_OPTIONS),
+      renderHelp(
+        'act control-plane [options]',
+        'Runs the ACT control plane: the source of truth for agents, policies, tokens, approvals and audit.',
+        CONTROL_PLANE_OPTIONS,
+      ),
     );
     return 0;
   }

@@ -57,7 +57,13 @@ export function parseOptions<S extends Specs>(specs: S, argv: string[], env: Nod
 }
 
 export function renderHelp(usage: string, summary: string, specs: Specs): string {
-  const lines = [`Usage: ${usage}`, '', summary, '', 'Options (each flag can also be set by its environment variable):'];
+  const lines = [
+    `Usage: ${usage}`,
+    '',
+    summary,
+    '',
+    'Options (each flag can also be set by its environment variable):',
+  ];
   for (const s of Object.values(specs)) {
     const def = s.secret ? '' : s.default === undefined ? '' : ` (default: ${s.default})`;
     lines.push(`  ${s.flag.padEnd(26)} ${s.env}`);
@@ -77,7 +83,8 @@ export interface HostPort {
 export function parseHostPort(raw: string, name: string): HostPort {
   const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(raw.trim());
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new Error(`${name}: expected host:port such as 127.0.0.1:8700, got ${JSON.stringify(raw)}`);
+  if (!m || port > 65535)
+    throw new Error(`${name}: expected host:port such as 127.0.0.1:8700, got ${JSON.stringify(raw)}`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
@@ -85,21 +92,28 @@ export const str = (raw: string): string => raw;
 
 export function positiveInt(raw: string, name: string): number {
   const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name}: expected a positive integer, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error(`${name}: expected a positive integer, got ${JSON.stringify(raw)}`);
   return n;
 }
 
 /** "500ms", "30s", "5m", "24h", "365d" → milliseconds. */
 export function duration(raw: string, name: string): number {
   const m = /^(\d+)(ms|s|m|h|d)$/.exec(raw.trim());
-  if (!m) throw new Error(`${name}: expected a duration such as 500ms, 30s, 5m, 24h or 365d, got ${JSON.stringify(raw)}`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  if (!m)
+    throw new Error(
+      `${name}: expected a duration such as 500ms, 30s, 5m, 24h or 365d, got ${JSON.stringify(raw)}`,
+    );
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+    m[2] as 'ms' | 's' | 'm' | 'h' | 'd'
+  ];
   return Number(m[1]) * unit;
 }
 
 export function oneOf<T extends string>(values: readonly T[]) {
   return (raw: string, name: string): T => {
-    if (!(values as readonly string[]).includes(raw)) throw new Error(`${name}: expected one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
+    if (!(values as readonly string[]).includes(raw))
+      throw new Error(`${name}: expected one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
     return raw as T;
   };
 }

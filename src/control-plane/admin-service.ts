@@ -85,7 +85,9 @@ export class AdminService {
     });
     await this.store.write(async (w) => {
       if (await w.get('index', idx.agentName(name))) {
-        throw new ActError('ALREADY_EXISTS', `an agent named ${JSON.stringify(name)} already exists`, { field: 'name' });
+        throw new ActError('ALREADY_EXISTS', `an agent named ${JSON.stringify(name)} already exists`, {
+          field: 'name',
+        });
       }
       w.put('agents', agent.agent_id, agent);
       w.put('index', idx.agentName(name), agent.agent_id);
@@ -106,8 +108,14 @@ export class AdminService {
     const status = parseAgentStatusFilter(q.status);
     const contains = optionalString(q.name_contains, 'name_contains', LIMITS.name).toLowerCase();
     const { items, next } = await this.store.read((r) =>
-      filteredPage<Agent>(r, 'agents', decodeCursor(q.cursor), limit, (a) =>
-        (status === undefined || a.status === status) && (contains === '' || a.name.toLowerCase().includes(contains)),
+      filteredPage<Agent>(
+        r,
+        'agents',
+        decodeCursor(q.cursor),
+        limit,
+        (a) =>
+          (status === undefined || a.status === status) &&
+          (contains === '' || a.name.toLowerCase().includes(contains)),
       ),
     );
     return { agents: items, next_cursor: encodeCursor(next) };
@@ -115,7 +123,10 @@ export class AdminService {
 
   async updateAgent(id: unknown, body: Json): Promise<Agent> {
     const agentId = requireId(id, 'agent', 'agent_id');
-    const description = body.description === undefined ? undefined : optionalString(body.description, 'description', LIMITS.description);
+    const description =
+      body.description === undefined
+        ? undefined
+        : optionalString(body.description, 'description', LIMITS.description);
     const metadata = body.metadata === undefined ? undefined : validateMetadata(body.metadata);
     for (const k of Object.keys(body)) {
       if (!['description', 'metadata', 'agent_id', 'replace_metadata'].includes(k)) {
@@ -155,7 +166,9 @@ export class AdminService {
     const { result } = await this.store.write(async (w) => {
       const a = await w.get<Agent>('agents', agentId);
       if (!a) throw notFound('agent', agentId, 'agent_id');
-      const tokenIds = (await scanAll(w, 'index', idx.agentTokenPrefix(agentId))).map((k) => k.slice(idx.agentTokenPrefix(agentId).length));
+      const tokenIds = (await scanAll(w, 'index', idx.agentTokenPrefix(agentId))).map((k) =>
+        k.slice(idx.agentTokenPrefix(agentId).length),
+      );
       const revoked: string[] = [];
       for (const t of tokenIds) revoked.push(...(await this.revokeTree(w, t, 'agent deleted')));
       w.del('agents', agentId);
@@ -171,11 +184,19 @@ export class AdminService {
   async createPolicy(body: Json): Promise<Policy> {
     const input = normalizePolicyInput(body);
     const now = formatTime(this.clock());
-    const policy = Policy.fromPartial({ ...input, policy_id: newSortableId('policy', this.clock()), version: 1, created_at: now, updated_at: now });
+    const policy = Policy.fromPartial({
+      ...input,
+      policy_id: newSortableId('policy', this.clock()),
+      version: 1,
+      created_at: now,
+      updated_at: now,
+    });
     compilePolicy(policy); // proves it compiles (CEL, constraints) before anything is written
     await this.store.write(async (w) => {
       if (await w.get('index', idx.policyName(policy.name))) {
-        throw new ActError('ALREADY_EXISTS', `a policy named ${JSON.stringify(policy.name)} already exists`, { field: 'name' });
+        throw new ActError('ALREADY_EXISTS', `a policy named ${JSON.stringify(policy.name)} already exists`, {
+          field: 'name',
+        });
       }
       w.put('policies', policy.policy_id, policy);
       w.put('index', idx.policyName(policy.name), policy.policy_id);
@@ -195,7 +216,13 @@ export class AdminService {
     const limit = pageSize(q.limit, 50, LIMITS.pageSize);
     const contains = optionalString(q.name_contains, 'name_contains', LIMITS.name).toLowerCase();
     const { items, next } = await this.store.read((r) =>
-      filteredPage<Policy>(r, 'policies', decodeCursor(q.cursor), limit, (p) => contains === '' || p.name.toLowerCase().includes(contains)),
+      filteredPage<Policy>(
+        r,
+        'policies',
+        decodeCursor(q.cursor),
+        limit,
+        (p) => contains === '' || p.name.toLowerCase().includes(contains),
+      ),
     );
     return { policies: items, next_cursor: encodeCursor(next) };
   }
@@ -217,7 +244,9 @@ export class AdminService {
       compilePolicy(next);
       if (next.name.toLowerCase() !== old.name.toLowerCase()) {
         if (await w.get('index', idx.policyName(next.name))) {
-          throw new ActError('ALREADY_EXISTS', `a policy named ${JSON.stringify(next.name)} already exists`, { field: 'name' });
+          throw new ActError('ALREADY_EXISTS', `a policy named ${JSON.stringify(next.name)} already exists`, {
+            field: 'name',
+          });
         }
         w.del('index', idx.policyName(old.name));
         w.put('index', idx.policyName(next.name), policyId);
@@ -252,10 +281,14 @@ export class AdminService {
       throw invalid('policy_ids', `a token may name at most ${LIMITS.policyIdsPerToken} policies`);
     }
     const policyIds = body.policy_ids.map((p, i) => requireId(p, 'policy', `policy_ids[${i}]`));
-    if (new Set(policyIds).size !== policyIds.length) throw invalid('policy_ids', 'policy_ids has duplicates');
+    if (new Set(policyIds).size !== policyIds.length)
+      throw invalid('policy_ids', 'policy_ids has duplicates');
     const now = this.clock();
     const expiresAt = this.expiry(body.expires_at, now, Infinity);
-    const notBefore = body.not_before === undefined || body.not_before === '' ? now : parseTime(body.not_before, 'not_before');
+    const notBefore =
+      body.not_before === undefined || body.not_before === ''
+        ? now
+        : parseTime(body.not_before, 'not_before');
     if (notBefore >= expiresAt) throw invalid('not_before', 'not_before must be before expires_at');
     const metadata = validateMetadata(body.metadata, 'metadata', 32);
 
@@ -264,7 +297,11 @@ export class AdminService {
       const agent = await w.get<Agent>('agents', agentId);
       if (!agent) throw notFound('agent', agentId, 'agent_id');
       if (agent.status !== AgentStatus.ACTIVE) {
-        throw new ActError('FAILED_PRECONDITION', `agent ${agentId} is disabled; enable it before issuing tokens`, { field: 'agent_id' });
+        throw new ActError(
+          'FAILED_PRECONDITION',
+          `agent ${agentId} is disabled; enable it before issuing tokens`,
+          { field: 'agent_id' },
+        );
       }
       const policies: Policy[] = [];
       for (const [i, id] of policyIds.entries()) {
@@ -298,28 +335,41 @@ export class AdminService {
     };
   }
 
-  async attenuateToken(id: unknown, body: Partial<AttenuateTokenRequest> & Json): Promise<IssueTokenResponse> {
+  async attenuateToken(
+    id: unknown,
+    body: Partial<AttenuateTokenRequest> & Json,
+  ): Promise<IssueTokenResponse> {
     const parentId = requireId(id, 'tok', 'token_id');
-    if (!Array.isArray(body.capabilities)) throw invalid('capabilities', 'capabilities must be an array of capabilities');
+    if (!Array.isArray(body.capabilities))
+      throw invalid('capabilities', 'capabilities must be an array of capabilities');
     const caps = body.capabilities.map((c, i) => {
       const s = requireString(c, `capabilities[${i}]`, { min: 1, max: 512 });
       parseCapability(s, `capabilities[${i}]`);
       return s;
     });
     const metadata = validateMetadata(body.metadata, 'metadata', 32);
-    const childAgent = body.agent_id === undefined || body.agent_id === '' ? undefined : requireId(body.agent_id, 'agent', 'agent_id');
+    const childAgent =
+      body.agent_id === undefined || body.agent_id === ''
+        ? undefined
+        : requireId(body.agent_id, 'agent', 'agent_id');
     const now = this.clock();
     const key = this.keys.active();
     const { result } = await this.store.write(async (w) => {
       const parent = await w.get<TokenRecord>('tokens', parentId);
       if (!parent) throw notFound('token', parentId, 'token_id');
-      if (parent.revoked_at_ms !== 0) throw new ActError('FAILED_PRECONDITION', `token ${parentId} is revoked`, { field: 'token_id' });
-      if (parent.expires_at_ms <= now) throw new ActError('FAILED_PRECONDITION', `token ${parentId} has expired`, { field: 'token_id' });
-      const expiresAt = body.expires_at === undefined || body.expires_at === '' ? parent.expires_at_ms : this.expiry(body.expires_at, now, parent.expires_at_ms);
+      if (parent.revoked_at_ms !== 0)
+        throw new ActError('FAILED_PRECONDITION', `token ${parentId} is revoked`, { field: 'token_id' });
+      if (parent.expires_at_ms <= now)
+        throw new ActError('FAILED_PRECONDITION', `token ${parentId} has expired`, { field: 'token_id' });
+      const expiresAt =
+        body.expires_at === undefined || body.expires_at === ''
+          ? parent.expires_at_ms
+          : this.expiry(body.expires_at, now, parent.expires_at_ms);
       const agentId = childAgent ?? parent.agent_id;
       const agent = await w.get<Agent>('agents', agentId);
       if (!agent) throw notFound('agent', agentId, 'agent_id');
-      if (agent.status !== AgentStatus.ACTIVE) throw new ActError('FAILED_PRECONDITION', `agent ${agentId} is disabled`, { field: 'agent_id' });
+      if (agent.status !== AgentStatus.ACTIVE)
+        throw new ActError('FAILED_PRECONDITION', `agent ${agentId} is disabled`, { field: 'agent_id' });
       // The parent's rights now: its policies' grants, narrowed by its own attenuation.
       const policyCaps: Capability[] = [];
       for (const pid of parent.policy_ids) {
@@ -359,13 +409,21 @@ export class AdminService {
   }
 
   private expiry(v: unknown, now: number, notAfter: number): number {
-    if (v === undefined || v === null || v === '') return Math.min(now + this.config.defaultTokenLifetimeMs, notAfter);
+    if (v === undefined || v === null || v === '')
+      return Math.min(now + this.config.defaultTokenLifetimeMs, notAfter);
     const t = parseTime(v, 'expires_at');
     if (t <= now) throw invalid('expires_at', 'expires_at must be in the future');
     if (t > now + this.config.maxTokenLifetimeMs) {
-      throw invalid('expires_at', `expires_at may be at most ${Math.round(this.config.maxTokenLifetimeMs / 86_400_000)} days away`);
+      throw invalid(
+        'expires_at',
+        `expires_at may be at most ${Math.round(this.config.maxTokenLifetimeMs / 86_400_000)} days away`,
+      );
     }
-    if (t > notAfter) throw invalid('expires_at', `expires_at may not be later than the parent token's expiry (${formatTime(notAfter)})`);
+    if (t > notAfter)
+      throw invalid(
+        'expires_at',
+        `expires_at may not be later than the parent token's expiry (${formatTime(notAfter)})`,
+      );
     return t;
   }
 
@@ -390,11 +448,17 @@ export class AdminService {
     w.put('index', idx.agentToken(c.agent_id, c.token_id), 1);
     if (c.parent_token_id) w.put('index', idx.tokenChild(c.parent_token_id, c.token_id), 1);
     const key = await w.get<SigningKeyRecord>('keys', c.key_id);
-    if (key && key.max_token_expiry_ms < c.expires_at_ms) w.put('keys', c.key_id, { ...key, max_token_expiry_ms: c.expires_at_ms });
+    if (key && key.max_token_expiry_ms < c.expires_at_ms)
+      w.put('keys', c.key_id, { ...key, max_token_expiry_ms: c.expires_at_ms });
     w.emit({
       kind: {
         $case: 'token_issued',
-        value: TokenIssued.fromPartial({ token_id: c.token_id, agent_id: c.agent_id, policy_ids: c.policy_ids, expires_at_ms: c.expires_at_ms }),
+        value: TokenIssued.fromPartial({
+          token_id: c.token_id,
+          agent_id: c.agent_id,
+          policy_ids: c.policy_ids,
+          expires_at_ms: c.expires_at_ms,
+        }),
       },
     });
   }
@@ -408,19 +472,29 @@ export class AdminService {
 
   async listTokens(q: Json): Promise<{ tokens: TokenInfo[]; next_cursor: string }> {
     const limit = pageSize(q.limit, 50, LIMITS.pageSize);
-    const agentId = q.agent_id === undefined || q.agent_id === '' ? undefined : requireId(q.agent_id, 'agent', 'agent_id');
+    const agentId =
+      q.agent_id === undefined || q.agent_id === '' ? undefined : requireId(q.agent_id, 'agent', 'agent_id');
     const includeInactive = q.include_inactive === true || q.include_inactive === 'true';
     const now = this.clock();
     const { items, next } = await this.store.read((r) =>
-      filteredPage<TokenRecord>(r, 'tokens', decodeCursor(q.cursor), limit, (t) =>
-        (agentId === undefined || t.agent_id === agentId) && (includeInactive || (t.revoked_at_ms === 0 && t.expires_at_ms > now)),
+      filteredPage<TokenRecord>(
+        r,
+        'tokens',
+        decodeCursor(q.cursor),
+        limit,
+        (t) =>
+          (agentId === undefined || t.agent_id === agentId) &&
+          (includeInactive || (t.revoked_at_ms === 0 && t.expires_at_ms > now)),
       ),
     );
     return { tokens: items.map(tokenInfo), next_cursor: encodeCursor(next) };
   }
 
   /** Revokes a token and every token derived from it, in one transaction. */
-  async revokeToken(id: unknown, body: Json = {}): Promise<{ revoked_token_ids: string[]; revision: number }> {
+  async revokeToken(
+    id: unknown,
+    body: Json = {},
+  ): Promise<{ revoked_token_ids: string[]; revision: number }> {
     const tokenId = requireId(id, 'tok', 'token_id');
     const reason = optionalString(body.reason, 'reason', 500);
     const { result, revision } = await this.store.write(async (w) => {
@@ -441,11 +515,19 @@ export class AdminService {
       if (rec.revoked_at_ms === 0) {
         w.put('tokens', id, { ...rec, revoked_at_ms: now, revoke_reason: reason });
         w.emit({
-          kind: { $case: 'revocation', value: Revocation.fromPartial({ token_id: id, revoked_at_ms: now, expires_at_ms: rec.expires_at_ms }) },
+          kind: {
+            $case: 'revocation',
+            value: Revocation.fromPartial({
+              token_id: id,
+              revoked_at_ms: now,
+              expires_at_ms: rec.expires_at_ms,
+            }),
+          },
         });
       }
       revoked.push(id);
-      for (const k of await scanAll(w, 'index', idx.tokenChildPrefix(id))) queue.push(k.slice(idx.tokenChildPrefix(id).length));
+      for (const k of await scanAll(w, 'index', idx.tokenChildPrefix(id)))
+        queue.push(k.slice(idx.tokenChildPrefix(id).length));
     }
     return revoked;
   }
@@ -455,10 +537,16 @@ export class AdminService {
   async listApprovals(q: Json): Promise<{ approvals: Approval[]; next_cursor: string }> {
     const limit = pageSize(q.limit, 50, LIMITS.pageSize);
     const status = parseEnumFilter(q.status, ApprovalStatus, 'status');
-    const agentId = q.agent_id === undefined || q.agent_id === '' ? undefined : requireId(q.agent_id, 'agent', 'agent_id');
+    const agentId =
+      q.agent_id === undefined || q.agent_id === '' ? undefined : requireId(q.agent_id, 'agent', 'agent_id');
     const { items, next } = await this.store.read((r) =>
-      filteredPage<Approval>(r, 'approvals', decodeCursor(q.cursor), limit, (a) =>
-        (status === undefined || a.status === status) && (agentId === undefined || a.agent_id === agentId),
+      filteredPage<Approval>(
+        r,
+        'approvals',
+        decodeCursor(q.cursor),
+        limit,
+        (a) =>
+          (status === undefined || a.status === status) && (agentId === undefined || a.agent_id === agentId),
       ),
     );
     return { approvals: items, next_cursor: encodeCursor(next) };
@@ -480,7 +568,11 @@ export class AdminService {
       const a = await w.get<Approval>('approvals', approvalId);
       if (!a) throw notFound('approval', approvalId, 'approval_id');
       if (a.status !== ApprovalStatus.PENDING) {
-        throw new ActError('FAILED_PRECONDITION', `approval ${approvalId} is ${ApprovalStatus[a.status]}, not PENDING`, { field: 'approval_id' });
+        throw new ActError(
+          'FAILED_PRECONDITION',
+          `approval ${approvalId} is ${ApprovalStatus[a.status]}, not PENDING`,
+          { field: 'approval_id' },
+        );
       }
       if (Date.parse(a.expires_at) <= now) {
         const expired = { ...a, status: ApprovalStatus.EXPIRED };
@@ -500,13 +592,20 @@ export class AdminService {
       return next;
     });
     if (result.status === ApprovalStatus.EXPIRED) {
-      throw new ActError('FAILED_PRECONDITION', `approval ${approvalId} expired at ${result.expires_at}`, { field: 'approval_id' });
+      throw new ActError('FAILED_PRECONDITION', `approval ${approvalId} expired at ${result.expires_at}`, {
+        field: 'approval_id',
+      });
     }
     return result;
   }
 
   /** Creates a pending approval for a check that a policy's approval rule stopped. */
-  async createApproval(a: Omit<Approval, 'approval_id' | 'status' | 'created_at' | 'expires_at' | 'resolved_by' | 'resolved_at' | 'comment'>): Promise<Approval> {
+  async createApproval(
+    a: Omit<
+      Approval,
+      'approval_id' | 'status' | 'created_at' | 'expires_at' | 'resolved_by' | 'resolved_at' | 'comment'
+    >,
+  ): Promise<Approval> {
     const now = this.clock();
     const approval = Approval.fromPartial({
       ...a,
@@ -535,32 +634,61 @@ export class AdminService {
 
   // ---- keys ----
 
-  async listSigningKeys(): Promise<{ keys: { key_id: string; public_key: string; created_at: string; active: boolean }[] }> {
+  async listSigningKeys(): Promise<{
+    keys: { key_id: string; public_key: string; created_at: string; active: boolean }[];
+  }> {
     const rows = await this.store.read((r) => r.scan<SigningKeyRecord>('keys', { limit: 10_000 }));
     const active = this.keys.active().keyId;
     const keys = rows
       .map((r) => r.value)
       .sort((a, b) => b.created_at_ms - a.created_at_ms)
-      .map((k) => ({ key_id: k.key_id, public_key: k.public_key, created_at: formatTime(k.created_at_ms), active: k.key_id === active }));
+      .map((k) => ({
+        key_id: k.key_id,
+        public_key: k.public_key,
+        created_at: formatTime(k.created_at_ms),
+        active: k.key_id === active,
+      }));
     return { keys };
   }
 
-  async rotateSigningKey(): Promise<{ key_id: string; public_key: string; created_at: string; active: boolean }> {
+  async rotateSigningKey(): Promise<{
+    key_id: string;
+    public_key: string;
+    created_at: string;
+    active: boolean;
+  }> {
     const k = await this.keys.rotate();
-    return { key_id: k.keyId, public_key: Buffer.from(k.publicKeyRaw).toString('base64url'), created_at: formatTime(k.createdAtMs), active: true };
+    return {
+      key_id: k.keyId,
+      public_key: Buffer.from(k.publicKeyRaw).toString('base64url'),
+      created_at: formatTime(k.createdAtMs),
+      active: true,
+    };
   }
 }
 
 // ---- helpers ----
 
 function normalizePolicyInput(body: Json): CreatePolicyRequest {
-  const known = new Set(['name', 'description', 'capabilities', 'constraints', 'conditions', 'approval_rules', 'policy_id']);
-  for (const k of Object.keys(body)) if (!known.has(k)) throw invalid(k, `unknown field ${JSON.stringify(k)}`);
+  const known = new Set([
+    'name',
+    'description',
+    'capabilities',
+    'constraints',
+    'conditions',
+    'approval_rules',
+    'policy_id',
+  ]);
+  for (const k of Object.keys(body))
+    if (!known.has(k)) throw invalid(k, `unknown field ${JSON.stringify(k)}`);
   const name = requireString(body.name, 'name', { min: 1, max: LIMITS.name }).trim();
   if (name === '') throw invalid('name', 'name is required');
   const description = optionalString(body.description, 'description', LIMITS.description);
-  if (!Array.isArray(body.capabilities)) throw invalid('capabilities', 'capabilities must be an array such as ["read:customer_profile"]');
-  const capabilities = body.capabilities.map((c, i) => requireString(c, `capabilities[${i}]`, { min: 1, max: 512 }));
+  if (!Array.isArray(body.capabilities))
+    throw invalid('capabilities', 'capabilities must be an array such as ["read:customer_profile"]');
+  const capabilities = body.capabilities.map((c, i) =>
+    requireString(c, `capabilities[${i}]`, { min: 1, max: 512 }),
+  );
   const constraints = normalizeConstraints(body.constraints);
   const conditions = normalizeRules(body.conditions, 'conditions');
   const approval_rules = normalizeRules(body.approval_rules, 'approval_rules');
@@ -571,13 +699,26 @@ function normalizePolicyInput(body: Json): CreatePolicyRequest {
 
 function normalizeConstraints(v: unknown): PolicyConstraints {
   if (v === undefined || v === null) return PolicyConstraints.fromPartial({});
-  if (typeof v !== 'object' || Array.isArray(v)) throw invalid('constraints', 'constraints must be an object');
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw invalid('constraints', 'constraints must be an object');
   const c = v as Json;
   const known = new Set(['max_actions_per_day', 'allowed_hours', 'rate_limit', 'timezone']);
-  for (const k of Object.keys(c)) if (!known.has(k)) throw invalid(`constraints.${k}`, `unknown constraint ${JSON.stringify(k)} (known: ${[...known].join(', ')})`);
+  for (const k of Object.keys(c))
+    if (!known.has(k))
+      throw invalid(
+        `constraints.${k}`,
+        `unknown constraint ${JSON.stringify(k)} (known: ${[...known].join(', ')})`,
+      );
   const max = c.max_actions_per_day;
-  if (max !== undefined && max !== null && (typeof max !== 'number' || !Number.isInteger(max) || max < 0 || max > 1e9)) {
-    throw invalid('constraints.max_actions_per_day', 'max_actions_per_day must be an integer from 0 (unlimited) to 1000000000');
+  if (
+    max !== undefined &&
+    max !== null &&
+    (typeof max !== 'number' || !Number.isInteger(max) || max < 0 || max > 1e9)
+  ) {
+    throw invalid(
+      'constraints.max_actions_per_day',
+      'max_actions_per_day must be an integer from 0 (unlimited) to 1000000000',
+    );
   }
   return PolicyConstraints.fromPartial({
     max_actions_per_day: (max as number | undefined) ?? 0,
@@ -589,14 +730,22 @@ function normalizeConstraints(v: unknown): PolicyConstraints {
 
 function normalizeRules(v: unknown, field: string): Rule[] {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw invalid(field, `${field} must be an array of CEL expressions or {expression, actions, description} objects`);
+  if (!Array.isArray(v))
+    throw invalid(
+      field,
+      `${field} must be an array of CEL expressions or {expression, actions, description} objects`,
+    );
   return v.map((r, i) => {
     if (typeof r === 'string') return Rule.fromPartial({ expression: r });
-    if (typeof r !== 'object' || r === null || Array.isArray(r)) throw invalid(`${field}[${i}]`, `${field}[${i}] must be a string or an object`);
+    if (typeof r !== 'object' || r === null || Array.isArray(r))
+      throw invalid(`${field}[${i}]`, `${field}[${i}] must be a string or an object`);
     const o = r as Json;
-    for (const k of Object.keys(o)) if (!['expression', 'actions', 'description'].includes(k)) throw invalid(`${field}[${i}].${k}`, `unknown field ${JSON.stringify(k)}`);
+    for (const k of Object.keys(o))
+      if (!['expression', 'actions', 'description'].includes(k))
+        throw invalid(`${field}[${i}].${k}`, `unknown field ${JSON.stringify(k)}`);
     const actions = o.actions === undefined ? [] : o.actions;
-    if (!Array.isArray(actions)) throw invalid(`${field}[${i}].actions`, 'actions must be an array of capabilities');
+    if (!Array.isArray(actions))
+      throw invalid(`${field}[${i}].actions`, 'actions must be an array of capabilities');
     return Rule.fromPartial({
       expression: requireString(o.expression, `${field}[${i}].expression`, { min: 1, max: 4096 }),
       actions: actions.map((a, j) => requireString(a, `${field}[${i}].actions[${j}]`, { min: 1, max: 512 })),
@@ -637,14 +786,20 @@ function parseAgentStatusFilter(v: unknown): AgentStatus | undefined {
   return parseEnumFilter(v, AgentStatus, 'status');
 }
 
-function parseEnumFilter<E extends Record<string, string | number>>(v: unknown, e: E, field: string): number | undefined {
+function parseEnumFilter<E extends Record<string, string | number>>(
+  v: unknown,
+  e: E,
+  field: string,
+): number | undefined {
   if (v === undefined || v === null || v === '' || v === 0) return undefined;
   if (typeof v === 'number' && typeof e[v] === 'string' && v > 0) return v;
   if (typeof v === 'string') {
     const n = e[v.toUpperCase() as keyof E];
     if (typeof n === 'number' && n > 0) return n;
   }
-  const names = Object.keys(e).filter((k) => isNaN(Number(k)) && !k.endsWith('UNSPECIFIED') && k !== 'UNRECOGNIZED');
+  const names = Object.keys(e).filter(
+    (k) => isNaN(Number(k)) && !k.endsWith('UNSPECIFIED') && k !== 'UNRECOGNIZED',
+  );
   throw invalid(field, `${field} must be one of ${names.join(', ')}`);
 }
 
@@ -659,7 +814,11 @@ async function filteredPage<T>(
   const items: T[] = [];
   let cursor = after;
   for (let round = 0; round < 20; round++) {
-    const rows = await r.scan<T>(table, { limit: limit + 1, reverse: true, ...(cursor !== undefined ? { after: cursor } : {}) });
+    const rows = await r.scan<T>(table, {
+      limit: limit + 1,
+      reverse: true,
+      ...(cursor !== undefined ? { after: cursor } : {}),
+    });
     for (const row of rows) {
       if (items.length === limit) return { items, next: cursor };
       cursor = row.key;

@@ -40,7 +40,9 @@ export class Auth {
   async bootstrap(adminKey: string | undefined): Promise<string | undefined> {
     if (adminKey !== undefined) {
       if (adminKey.length < 16 || adminKey.length > 256) {
-        throw new ActError('INVALID_ARGUMENT', 'ACT_ADMIN_KEY must be 16-256 characters', { field: 'ACT_ADMIN_KEY' });
+        throw new ActError('INVALID_ARGUMENT', 'ACT_ADMIN_KEY must be 16-256 characters', {
+          field: 'ACT_ADMIN_KEY',
+        });
       }
       await this.store.write(async (w) => {
         const rec: ApiKeyRecord = {
@@ -51,7 +53,8 @@ export class Auth {
           created_at_ms: this.clock(),
         };
         const old = await w.get<ApiKeyRecord>('apikeys', BOOTSTRAP_ID);
-        if (old?.secret_sha256 !== rec.secret_sha256) w.put('apikeys', BOOTSTRAP_ID, old ? { ...rec, created_at_ms: old.created_at_ms } : rec);
+        if (old?.secret_sha256 !== rec.secret_sha256)
+          w.put('apikeys', BOOTSTRAP_ID, old ? { ...rec, created_at_ms: old.created_at_ms } : rec);
       });
       return undefined;
     }
@@ -64,7 +67,13 @@ export class Auth {
   async createKey(name: string, role: RoleName): Promise<{ record: ApiKeyRecord; secret: string }> {
     const id = newId('ak');
     const secret = newApiKeySecret(id);
-    const record: ApiKeyRecord = { api_key_id: id, name, role, secret_sha256: sha256(secret), created_at_ms: this.clock() };
+    const record: ApiKeyRecord = {
+      api_key_id: id,
+      name,
+      role,
+      secret_sha256: sha256(secret),
+      created_at_ms: this.clock(),
+    };
     await this.store.write(async (w) => w.put('apikeys', id, record));
     return { record, secret };
   }
@@ -90,5 +99,8 @@ export class Auth {
 /** Throws PERMISSION_DENIED unless the principal has one of the roles (admin may do everything). */
 export function requireRole(p: Principal, ...roles: RoleName[]): void {
   if (p.role === 'admin' || roles.includes(p.role)) return;
-  throw new ActError('PERMISSION_DENIED', `this operation needs the ${roles.join(' or ')} role; the key has role ${p.role}`);
+  throw new ActError(
+    'PERMISSION_DENIED',
+    `this operation needs the ${roles.join(' or ')} role; the key has role ${p.role}`,
+  );
 }

@@ -52,7 +52,12 @@ export class CentralEnforcer {
   async check(input: CheckInput): Promise<CheckOutcome> {
     const started = process.hrtime.bigint();
     const nowMs = this.clock();
-    const result = decide(toDecisionRequest(input), { view: this.view, verifier: this.verifier, counters: this.counters, nowMs });
+    const result = decide(toDecisionRequest(input), {
+      view: this.view,
+      verifier: this.verifier,
+      counters: this.counters,
+      nowMs,
+    });
     // Consume budgets synchronously with the decision so concurrent checks cannot overspend.
     this.counters.apply(result.usage);
     const revision = this.view.revision;

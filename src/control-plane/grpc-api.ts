@@ -37,7 +37,11 @@ export function toServiceError(err: unknown, logger: Logger): Partial<grpc.Statu
     const md = new grpc.Metadata();
     if (err.field) md.set('act-field', err.field);
     md.set('act-code', err.code);
-    return { code: GRPC_STATUS[err.code], details: err.field ? `${err.message} (field: ${err.field})` : err.message, metadata: md };
+    return {
+      code: GRPC_STATUS[err.code],
+      details: err.field ? `${err.message} (field: ${err.field})` : err.message,
+      metadata: md,
+    };
   }
   logger.error({ err }, 'rpc failed');
   return { code: grpc.status.INTERNAL, details: 'internal error' };
@@ -114,7 +118,10 @@ export function addAdminService(server: grpc.Server, deps: GrpcApiDeps): void {
     revokeToken: unary('RevokeToken', ['admin'], (r) => admin.revokeToken(r.token_id, { reason: r.reason })),
     attenuateToken: unary('AttenuateToken', ['admin'], (r) => admin.attenuateToken(r.token_id, json(r))),
     listApprovals: unary('ListApprovals', ['approver'], (r) =>
-      admin.listApprovals({ ...json(r), status: r.status === ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED ? undefined : r.status }),
+      admin.listApprovals({
+        ...json(r),
+        status: r.status === ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED ? undefined : r.status,
+      }),
     ),
     getApproval: unary('GetApproval', ['approver'], (r) => admin.getApproval(r.approval_id)),
     resolveApproval: unary('ResolveApproval', ['approver'], (r, who) =>
@@ -157,9 +164,13 @@ export function addAdminService(server: grpc.Server, deps: GrpcApiDeps): void {
       return { api_keys: rows.map((x) => apiKeyMessage(x.value)) };
     }),
     revokeApiKey: unary('RevokeApiKey', ['admin'], async (r, who) => {
-      if (r.api_key_id === who.api_key_id) throw new ActError('FAILED_PRECONDITION', 'an API key cannot revoke itself', { field: 'api_key_id' });
+      if (r.api_key_id === who.api_key_id)
+        throw new ActError('FAILED_PRECONDITION', 'an API key cannot revoke itself', { field: 'api_key_id' });
       await store.write(async (w) => {
-        if (!(await w.get('apikeys', r.api_key_id))) throw new ActError('NOT_FOUND', `API key ${JSON.stringify(r.api_key_id)} not found`, { field: 'api_key_id' });
+        if (!(await w.get('apikeys', r.api_key_id)))
+          throw new ActError('NOT_FOUND', `API key ${JSON.stringify(r.api_key_id)} not found`, {
+            field: 'api_key_id',
+          });
         w.del('apikeys', r.api_key_id);
       });
       return { id: r.api_key_id, deleted: true };
@@ -194,8 +205,11 @@ export function addDecisionService(server: grpc.Server, deps: GrpcApiDeps): void
         try {
           await authorize(call.metadata, call.request.token);
           const items = call.request.items;
-          if (items.length === 0 || items.length > CHECK_LIMITS.batchItems) throw invalid('items', `items must hold 1-${CHECK_LIMITS.batchItems} checks`);
-          const inputs = items.map((it, i) => parseCheckRequest({ ...it, token: call.request.token }, `items[${i}].`));
+          if (items.length === 0 || items.length > CHECK_LIMITS.batchItems)
+            throw invalid('items', `items must hold 1-${CHECK_LIMITS.batchItems} checks`);
+          const inputs = items.map((it, i) =>
+            parseCheckRequest({ ...it, token: call.request.token }, `items[${i}].`),
+          );
           const results: CheckPermissionResponse[] = [];
           for (const input of inputs) results.push(checkMessage(input.action, await central.check(input)));
           cb(null, { results });

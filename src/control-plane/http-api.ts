@@ -19,7 +19,14 @@ import type { AuditFilter, Store } from '../store/types';
 import type { AdminService } from './admin-service';
 import { requireRole, type Auth, type Principal } from './auth';
 import type { CentralEnforcer, CheckOutcome } from './central';
-import { AUDIT_CSV_COLUMNS, agentJson, approvalJson, auditCsvRow, auditJson, policyJson } from './json-mapping';
+import {
+  AUDIT_CSV_COLUMNS,
+  agentJson,
+  approvalJson,
+  auditCsvRow,
+  auditJson,
+  policyJson,
+} from './json-mapping';
 import type { RoleName } from './records';
 import { LIMITS, decodeCursor, pageSize, parseTime, requireString } from './validate';
 
@@ -45,7 +52,9 @@ interface Ctx {
 }
 type Handler = (ctx: Ctx) => Promise<void>;
 
-export function createHttpApi(deps: HttpApiDeps): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+export function createHttpApi(
+  deps: HttpApiDeps,
+): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   const { admin, auth, central, store, logger, metrics } = deps;
   const router = Router({
     ignoreTrailingSlash: true,
@@ -69,7 +78,11 @@ export function createHttpApi(deps: HttpApiDeps): (req: http.IncomingMessage, re
     } catch (err) {
       sendError(ctx.res, err, logger);
     } finally {
-      metrics.httpRequests.inc({ method: ctx.req.method ?? '', route: ctx.route, status: String(ctx.res.statusCode) });
+      metrics.httpRequests.inc({
+        method: ctx.req.method ?? '',
+        route: ctx.route,
+        status: String(ctx.res.statusCode),
+      });
     }
   };
 
@@ -86,93 +99,225 @@ export function createHttpApi(deps: HttpApiDeps): (req: http.IncomingMessage, re
   const q = (ctx: Ctx) => Object.fromEntries(ctx.query.entries());
 
   // ---- agents ----
-  route('POST', '/api/agents', secured(['admin'], async (c) => send(c.res, 201, agentJson(await admin.createAgent(await body(c))))));
-  route('GET', '/api/agents', secured(['admin'], async (c) => {
-    const r = await admin.listAgents(q(c));
-    send(c.res, 200, { agents: r.agents.map(agentJson), next_cursor: r.next_cursor });
-  }));
-  route('GET', '/api/agents/:id', secured(['admin'], async (c) => send(c.res, 200, agentJson(await admin.getAgent(c.params.id)))));
-  route('PATCH', '/api/agents/:id', secured(['admin'], async (c) => send(c.res, 200, agentJson(await admin.updateAgent(c.params.id, await body(c))))));
-  route('POST', '/api/agents/:id/disable', secured(['admin'], async (c) => send(c.res, 200, agentJson(await admin.setAgentStatus(c.params.id, false)))));
-  route('POST', '/api/agents/:id/enable', secured(['admin'], async (c) => send(c.res, 200, agentJson(await admin.setAgentStatus(c.params.id, true)))));
-  route('DELETE', '/api/agents/:id', secured(['admin'], async (c) => send(c.res, 200, await admin.deleteAgent(c.params.id))));
+  route(
+    'POST',
+    '/api/agents',
+    secured(['admin'], async (c) => send(c.res, 201, agentJson(await admin.createAgent(await body(c))))),
+  );
+  route(
+    'GET',
+    '/api/agents',
+    secured(['admin'], async (c) => {
+      const r = await admin.listAgents(q(c));
+      send(c.res, 200, { agents: r.agents.map(agentJson), next_cursor: r.next_cursor });
+    }),
+  );
+  route(
+    'GET',
+    '/api/agents/:id',
+    secured(['admin'], async (c) => send(c.res, 200, agentJson(await admin.getAgent(c.params.id)))),
+  );
+  route(
+    'PATCH',
+    '/api/agents/:id',
+    secured(['admin'], async (c) =>
+      send(c.res, 200, agentJson(await admin.updateAgent(c.params.id, await body(c)))),
+    ),
+  );
+  route(
+    'POST',
+    '/api/agents/:id/disable',
+    secured(['admin'], async (c) =>
+      send(c.res, 200, agentJson(await admin.setAgentStatus(c.params.id, false))),
+    ),
+  );
+  route(
+    'POST',
+    '/api/agents/:id/enable',
+    secured(['admin'], async (c) =>
+      send(c.res, 200, agentJson(await admin.setAgentStatus(c.params.id, true))),
+    ),
+  );
+  route(
+    'DELETE',
+    '/api/agents/:id',
+    secured(['admin'], async (c) => send(c.res, 200, await admin.deleteAgent(c.params.id))),
+  );
 
   // ---- policies ----
-  route('POST', '/api/policies', secured(['admin'], async (c) => send(c.res, 201, policyJson(await admin.createPolicy(await body(c))))));
-  route('GET', '/api/policies', secured(['admin'], async (c) => {
-    const r = await admin.listPolicies(q(c));
-    send(c.res, 200, { policies: r.policies.map(policyJson), next_cursor: r.next_cursor });
-  }));
-  route('GET', '/api/policies/:id', secured(['admin'], async (c) => send(c.res, 200, policyJson(await admin.getPolicy(c.params.id)))));
-  route('PUT', '/api/policies/:id', secured(['admin'], async (c) => send(c.res, 200, policyJson(await admin.updatePolicy(c.params.id, await body(c))))));
-  route('DELETE', '/api/policies/:id', secured(['admin'], async (c) => send(c.res, 200, await admin.deletePolicy(c.params.id))));
+  route(
+    'POST',
+    '/api/policies',
+    secured(['admin'], async (c) => send(c.res, 201, policyJson(await admin.createPolicy(await body(c))))),
+  );
+  route(
+    'GET',
+    '/api/policies',
+    secured(['admin'], async (c) => {
+      const r = await admin.listPolicies(q(c));
+      send(c.res, 200, { policies: r.policies.map(policyJson), next_cursor: r.next_cursor });
+    }),
+  );
+  route(
+    'GET',
+    '/api/policies/:id',
+    secured(['admin'], async (c) => send(c.res, 200, policyJson(await admin.getPolicy(c.params.id)))),
+  );
+  route(
+    'PUT',
+    '/api/policies/:id',
+    secured(['admin'], async (c) =>
+      send(c.res, 200, policyJson(await admin.updatePolicy(c.params.id, await body(c)))),
+    ),
+  );
+  route(
+    'DELETE',
+    '/api/policies/:id',
+    secured(['admin'], async (c) => send(c.res, 200, await admin.deletePolicy(c.params.id))),
+  );
 
   // ---- tokens ----
-  route('POST', '/api/tokens', secured(['admin'], async (c) => send(c.res, 201, await admin.issueToken(await body(c)))));
-  route('GET', '/api/tokens', secured(['admin'], async (c) => send(c.res, 200, await admin.listTokens(q(c)))));
-  route('GET', '/api/tokens/:id', secured(['admin'], async (c) => send(c.res, 200, await admin.getToken(c.params.id))));
-  route('POST', '/api/tokens/:id/revoke', secured(['admin'], async (c) => send(c.res, 200, await admin.revokeToken(c.params.id, await optionalBody(c.req, deps.maxBodyBytes)))));
-  route('POST', '/api/tokens/:id/attenuate', secured(['admin'], async (c) => send(c.res, 201, await admin.attenuateToken(c.params.id, await body(c)))));
+  route(
+    'POST',
+    '/api/tokens',
+    secured(['admin'], async (c) => send(c.res, 201, await admin.issueToken(await body(c)))),
+  );
+  route(
+    'GET',
+    '/api/tokens',
+    secured(['admin'], async (c) => send(c.res, 200, await admin.listTokens(q(c)))),
+  );
+  route(
+    'GET',
+    '/api/tokens/:id',
+    secured(['admin'], async (c) => send(c.res, 200, await admin.getToken(c.params.id))),
+  );
+  route(
+    'POST',
+    '/api/tokens/:id/revoke',
+    secured(['admin'], async (c) =>
+      send(c.res, 200, await admin.revokeToken(c.params.id, await optionalBody(c.req, deps.maxBodyBytes))),
+    ),
+  );
+  route(
+    'POST',
+    '/api/tokens/:id/attenuate',
+    secured(['admin'], async (c) => send(c.res, 201, await admin.attenuateToken(c.params.id, await body(c)))),
+  );
 
   // ---- approvals ----
-  route('GET', '/api/approvals', secured(['approver'], async (c) => {
-    const r = await admin.listApprovals(q(c));
-    send(c.res, 200, { approvals: r.approvals.map(approvalJson), next_cursor: r.next_cursor });
-  }));
-  route('GET', '/api/approvals/:id', secured(['approver'], async (c) => send(c.res, 200, approvalJson(await admin.getApproval(c.params.id)))));
+  route(
+    'GET',
+    '/api/approvals',
+    secured(['approver'], async (c) => {
+      const r = await admin.listApprovals(q(c));
+      send(c.res, 200, { approvals: r.approvals.map(approvalJson), next_cursor: r.next_cursor });
+    }),
+  );
+  route(
+    'GET',
+    '/api/approvals/:id',
+    secured(['approver'], async (c) => send(c.res, 200, approvalJson(await admin.getApproval(c.params.id)))),
+  );
   for (const verb of ['approve', 'deny'] as const) {
-    route('POST', `/api/approvals/:id/${verb}`, secured(['approver'], async (c, who) => {
-      const a = await admin.resolveApproval(c.params.id, verb === 'approve', await optionalBody(c.req, deps.maxBodyBytes), who.name);
-      send(c.res, 200, approvalJson(a));
-    }));
+    route(
+      'POST',
+      `/api/approvals/:id/${verb}`,
+      secured(['approver'], async (c, who) => {
+        const a = await admin.resolveApproval(
+          c.params.id,
+          verb === 'approve',
+          await optionalBody(c.req, deps.maxBodyBytes),
+          who.name,
+        );
+        send(c.res, 200, approvalJson(a));
+      }),
+    );
   }
 
   // ---- audit ----
-  route('GET', '/api/audit', secured(['auditor'], async (c) => {
-    const query = q(c);
-    const filter = parseAuditFilter(query);
-    const limit = pageSize(query.limit, 100, 1000);
-    const page = await store.audit.query(filter, query.cursor ?? '', limit);
-    send(c.res, 200, { records: page.records.map(auditJson), next_cursor: page.nextCursor });
-  }));
-  route('GET', '/api/audit/export', secured(['auditor'], async (c) => {
-    const query = q(c);
-    const format = query.format ?? 'ndjson';
-    if (!['csv', 'json', 'ndjson'].includes(format)) throw invalid('format', 'format must be csv, json or ndjson');
-    const filter = parseAuditFilter(query);
-    await exportAudit(c.res, store, filter, format as 'csv' | 'json' | 'ndjson');
-  }));
-  route('GET', '/api/audit/follow', secured(['auditor'], async (c) => {
-    const filter = parseAuditFilter(q(c));
-    followAudit(c.req, c.res, store, filter);
-  }));
+  route(
+    'GET',
+    '/api/audit',
+    secured(['auditor'], async (c) => {
+      const query = q(c);
+      const filter = parseAuditFilter(query);
+      const limit = pageSize(query.limit, 100, 1000);
+      const page = await store.audit.query(filter, query.cursor ?? '', limit);
+      send(c.res, 200, { records: page.records.map(auditJson), next_cursor: page.nextCursor });
+    }),
+  );
+  route(
+    'GET',
+    '/api/audit/export',
+    secured(['auditor'], async (c) => {
+      const query = q(c);
+      const format = query.format ?? 'ndjson';
+      if (!['csv', 'json', 'ndjson'].includes(format))
+        throw invalid('format', 'format must be csv, json or ndjson');
+      const filter = parseAuditFilter(query);
+      await exportAudit(c.res, store, filter, format as 'csv' | 'json' | 'ndjson');
+    }),
+  );
+  route(
+    'GET',
+    '/api/audit/follow',
+    secured(['auditor'], async (c) => {
+      const filter = parseAuditFilter(q(c));
+      followAudit(c.req, c.res, store, filter);
+    }),
+  );
 
   // ---- keys ----
-  route('GET', '/api/keys', secured(['admin'], async (c) => send(c.res, 200, await admin.listSigningKeys())));
-  route('POST', '/api/keys/rotate', secured(['admin'], async (c) => send(c.res, 201, await admin.rotateSigningKey())));
+  route(
+    'GET',
+    '/api/keys',
+    secured(['admin'], async (c) => send(c.res, 200, await admin.listSigningKeys())),
+  );
+  route(
+    'POST',
+    '/api/keys/rotate',
+    secured(['admin'], async (c) => send(c.res, 201, await admin.rotateSigningKey())),
+  );
 
   // ---- API keys ----
-  route('POST', '/api/api-keys', secured(['admin'], async (c) => {
-    const b = await body(c);
-    const name = requireString(b.name, 'name', { min: 1, max: LIMITS.name });
-    const role = parseRole(b.role);
-    const { record, secret } = await auth.createKey(name, role);
-    send(c.res, 201, { api_key: publicApiKey(record), secret });
-  }));
-  route('GET', '/api/api-keys', secured(['admin'], async (c) => {
-    const rows = await store.read((r) => r.scan<import('./records').ApiKeyRecord>('apikeys', { limit: 10_000 }));
-    send(c.res, 200, { api_keys: rows.map((r) => publicApiKey(r.value)) });
-  }));
-  route('DELETE', '/api/api-keys/:id', secured(['admin'], async (c, who) => {
-    const id = c.params.id ?? '';
-    if (id === who.api_key_id) throw new ActError('FAILED_PRECONDITION', 'an API key cannot revoke itself', { field: 'api_key_id' });
-    const { result } = await store.write(async (w) => {
-      if (!(await w.get('apikeys', id))) throw new ActError('NOT_FOUND', `API key ${JSON.stringify(id)} not found`, { field: 'api_key_id' });
-      w.del('apikeys', id);
-      return id;
-    });
-    send(c.res, 200, { id: result, deleted: true });
-  }));
+  route(
+    'POST',
+    '/api/api-keys',
+    secured(['admin'], async (c) => {
+      const b = await body(c);
+      const name = requireString(b.name, 'name', { min: 1, max: LIMITS.name });
+      const role = parseRole(b.role);
+      const { record, secret } = await auth.createKey(name, role);
+      send(c.res, 201, { api_key: publicApiKey(record), secret });
+    }),
+  );
+  route(
+    'GET',
+    '/api/api-keys',
+    secured(['admin'], async (c) => {
+      const rows = await store.read((r) =>
+        r.scan<import('./records').ApiKeyRecord>('apikeys', { limit: 10_000 }),
+      );
+      send(c.res, 200, { api_keys: rows.map((r) => publicApiKey(r.value)) });
+    }),
+  );
+  route(
+    'DELETE',
+    '/api/api-keys/:id',
+    secured(['admin'], async (c, who) => {
+      const id = c.params.id ?? '';
+      if (id === who.api_key_id)
+        throw new ActError('FAILED_PRECONDITION', 'an API key cannot revoke itself', { field: 'api_key_id' });
+      const { result } = await store.write(async (w) => {
+        if (!(await w.get('apikeys', id)))
+          throw new ActError('NOT_FOUND', `API key ${JSON.stringify(id)} not found`, { field: 'api_key_id' });
+        w.del('apikeys', id);
+        return id;
+      });
+      send(c.res, 200, { id: result, deleted: true });
+    }),
+  );
 
   // ---- central enforcement ----
   const checkAuth = async (c: Ctx, bodyToken: unknown): Promise<void> => {
@@ -205,7 +350,9 @@ export function createHttpApi(deps: HttpApiDeps): (req: http.IncomingMessage, re
 
   // ---- operations ----
   route('GET', '/healthz', async (c) => send(c.res, 200, { status: 'ok' }));
-  route('GET', '/readyz', async (c) => (deps.isReady() ? send(c.res, 200, { status: 'ready' }) : send(c.res, 503, { status: 'starting' })));
+  route('GET', '/readyz', async (c) =>
+    deps.isReady() ? send(c.res, 200, { status: 'ready' }) : send(c.res, 503, { status: 'starting' }),
+  );
   route('GET', '/metrics', async (c) => {
     const text = await metrics.registry.metrics();
     c.res.writeHead(200, { 'content-type': metrics.registry.contentType });
@@ -235,11 +382,17 @@ export function checkJson(action: string, o: CheckOutcome): Record<string, unkno
 }
 
 function publicApiKey(r: import('./records').ApiKeyRecord) {
-  return { api_key_id: r.api_key_id, name: r.name, role: r.role.toUpperCase(), created_at: new Date(r.created_at_ms).toISOString() };
+  return {
+    api_key_id: r.api_key_id,
+    name: r.name,
+    role: r.role.toUpperCase(),
+    created_at: new Date(r.created_at_ms).toISOString(),
+  };
 }
 
 function parseRole(v: unknown): RoleName {
-  const s = typeof v === 'string' ? v.toLowerCase() : typeof v === 'number' ? (Role[v] ?? '').toLowerCase() : '';
+  const s =
+    typeof v === 'string' ? v.toLowerCase() : typeof v === 'number' ? (Role[v] ?? '').toLowerCase() : '';
   if (s === 'admin' || s === 'approver' || s === 'auditor' || s === 'sidecar') return s;
   throw invalid('role', 'role must be one of ADMIN, APPROVER, AUDITOR, SIDECAR');
 }
@@ -260,28 +413,45 @@ export function parseAuditFilter(q: Record<string, unknown>): AuditFilter {
   const decision = str('decision');
   if (decision) {
     const n = Decision[decision.toUpperCase() as keyof typeof Decision];
-    if (typeof n !== 'number' || n <= 0) throw invalid('decision', 'decision must be ALLOW, DENY or APPROVAL_REQUIRED');
+    if (typeof n !== 'number' || n <= 0)
+      throw invalid('decision', 'decision must be ALLOW, DENY or APPROVAL_REQUIRED');
     f.decision = n;
   }
   const reason = str('reason_code') ?? str('reason');
   if (reason) {
     const n = ReasonCode[reason.toUpperCase() as keyof typeof ReasonCode];
-    if (typeof n !== 'number' || n <= 0) throw invalid('reason_code', `reason_code ${JSON.stringify(reason)} is not a reason code`);
+    if (typeof n !== 'number' || n <= 0)
+      throw invalid('reason_code', `reason_code ${JSON.stringify(reason)} is not a reason code`);
     f.reason_code = n;
   }
   const since = str('since');
   if (since) f.sinceMs = parseTime(since, 'since');
   const until = str('until');
   if (until) f.untilMs = parseTime(until, 'until');
-  if (f.sinceMs !== undefined && f.untilMs !== undefined && f.sinceMs >= f.untilMs) throw invalid('until', 'until must be after since');
+  if (f.sinceMs !== undefined && f.untilMs !== undefined && f.sinceMs >= f.untilMs)
+    throw invalid('until', 'until must be after since');
   decodeCursor(q.cursor);
   return f;
 }
 
-async function exportAudit(res: http.ServerResponse, store: Store, filter: AuditFilter, format: 'csv' | 'json' | 'ndjson') {
-  const type = format === 'csv' ? 'text/csv; charset=utf-8' : format === 'json' ? 'application/json' : 'application/x-ndjson';
-  res.writeHead(200, { 'content-type': type, 'content-disposition': `attachment; filename="act-audit.${format}"` });
-  const write = (s: string) => (res.write(s) ? Promise.resolve() : new Promise<void>((r) => res.once('drain', r)));
+async function exportAudit(
+  res: http.ServerResponse,
+  store: Store,
+  filter: AuditFilter,
+  format: 'csv' | 'json' | 'ndjson',
+) {
+  const type =
+    format === 'csv'
+      ? 'text/csv; charset=utf-8'
+      : format === 'json'
+        ? 'application/json'
+        : 'application/x-ndjson';
+  res.writeHead(200, {
+    'content-type': type,
+    'content-disposition': `attachment; filename="act-audit.${format}"`,
+  });
+  const write = (s: string) =>
+    res.write(s) ? Promise.resolve() : new Promise<void>((r) => res.once('drain', r));
   let closed = false;
   res.once('close', () => (closed = true));
   if (format === 'csv') {
@@ -366,7 +536,8 @@ export async function readJson(req: http.IncomingMessage, max: number): Promise<
   } catch (err) {
     throw new ActError('INVALID_ARGUMENT', `request body is not valid JSON: ${(err as Error).message}`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ActError('INVALID_ARGUMENT', 'request body must be a JSON object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new ActError('INVALID_ARGUMENT', 'request body must be a JSON object');
   return v as Record<string, unknown>;
 }
 
@@ -378,7 +549,10 @@ async function optionalBody(req: http.IncomingMessage, max: number): Promise<Rec
 
 export function send(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+  });
   res.end(text);
 }
 
@@ -409,7 +583,9 @@ export async function listenHttp(
   handler: (req: http.IncomingMessage, res: http.ServerResponse) => void,
   cfg: HttpServerConfig,
 ): Promise<{ server: http.Server; port: number }> {
-  const server = cfg.tls ? https.createServer({ cert: cfg.tls.cert, key: cfg.tls.key }, handler) : http.createServer(handler);
+  const server = cfg.tls
+    ? https.createServer({ cert: cfg.tls.cert, key: cfg.tls.key }, handler)
+    : http.createServer(handler);
   server.headersTimeout = 30_000;
   server.requestTimeout = 0; // follow/export streams may run long
   await new Promise<void>((resolve, reject) => {

@@ -2,7 +2,15 @@
  * REST JSON forms of the generated messages: the same snake_case field names,
  * with enums as their names ("ACTIVE", "DENY", "GRANTED") instead of numbers.
  */
-import { AgentStatus, ApprovalStatus, Role, type Agent, type Approval, type AuditRecord, type Policy } from '../gen/act/v1/admin';
+import {
+  AgentStatus,
+  ApprovalStatus,
+  Role,
+  type Agent,
+  type Approval,
+  type AuditRecord,
+  type Policy,
+} from '../gen/act/v1/admin';
 import { Decision, ReasonCode } from '../gen/act/v1/decision';
 
 export function agentJson(a: Agent): Record<string, unknown> {

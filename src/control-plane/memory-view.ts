@@ -34,7 +34,10 @@ export class MemoryView implements DecisionView {
       else this.apply(e.revision, e.changes);
     });
     await this.store.read(async (r) => {
-      const all = async <T>(table: 'agents' | 'policies' | 'tokens' | 'keys' | 'approvals', fn: (v: T) => void) => {
+      const all = async <T>(
+        table: 'agents' | 'policies' | 'tokens' | 'keys' | 'approvals',
+        fn: (v: T) => void,
+      ) => {
         let after: string | undefined;
         for (;;) {
           const rows = await r.scan<T>(table, { limit: 1000, ...(after !== undefined ? { after } : {}) });
@@ -46,7 +49,9 @@ export class MemoryView implements DecisionView {
       await all<Agent>('agents', (a) => this.putAgent(a));
       await all<Policy>('policies', (p) => this.putPolicy(p));
       await all<TokenRecord>('tokens', (t) => t.revoked_at_ms !== 0 && this.revoked.add(t.token_id));
-      await all<SigningKeyRecord>('keys', (k) => this.keys.set(k.key_id, publicKeyFromRaw(fromBase64Url(k.public_key)!)));
+      await all<SigningKeyRecord>('keys', (k) =>
+        this.keys.set(k.key_id, publicKeyFromRaw(fromBase64Url(k.public_key)!)),
+      );
       await all<Approval>('approvals', (a) => this.putApproval(a));
     });
     this.revision = await this.store.revision();
@@ -95,7 +100,11 @@ export class MemoryView implements DecisionView {
   }
 
   private putAgent(a: Agent): void {
-    this.agents.set(a.agent_id, { id: a.agent_id, status: a.status === AgentStatus.ACTIVE ? 'ACTIVE' : 'DISABLED', metadata: a.metadata });
+    this.agents.set(a.agent_id, {
+      id: a.agent_id,
+      status: a.status === AgentStatus.ACTIVE ? 'ACTIVE' : 'DISABLED',
+      metadata: a.metadata,
+    });
   }
 
   private putPolicy(p: Policy): void {

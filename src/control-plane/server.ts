@@ -32,12 +32,22 @@ export interface ControlPlane {
 
 export const GRPC_SERVICES = ['act.v1.AdminService', 'act.v1.DecisionService', 'grpc.health.v1.Health'];
 
-export async function startControlPlane(cfg: ControlPlaneConfig, logger: Logger, clock: Clock = systemClock): Promise<ControlPlane> {
+export async function startControlPlane(
+  cfg: ControlPlaneConfig,
+  logger: Logger,
+  clock: Clock = systemClock,
+): Promise<ControlPlane> {
   if (cfg.databaseUrl) {
-    throw new Error('ACT_DATABASE_URL is set, but this version has only the embedded LMDB store; unset it to use LMDB under ACT_DATA_DIR');
+    throw new Error(
+      'ACT_DATABASE_URL is set, but this version has only the embedded LMDB store; unset it to use LMDB under ACT_DATA_DIR',
+    );
   }
-  if ((cfg.tlsCert === undefined) !== (cfg.tlsKey === undefined)) throw new Error('--tls-cert and --tls-key must be given together');
-  const tls = cfg.tlsCert && cfg.tlsKey ? { cert: readFileSync(cfg.tlsCert), key: readFileSync(cfg.tlsKey) } : undefined;
+  if ((cfg.tlsCert === undefined) !== (cfg.tlsKey === undefined))
+    throw new Error('--tls-cert and --tls-key must be given together');
+  const tls =
+    cfg.tlsCert && cfg.tlsKey
+      ? { cert: readFileSync(cfg.tlsCert), key: readFileSync(cfg.tlsKey) }
+      : undefined;
 
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
   const store = await openLmdbStore({ dataDir: cfg.dataDir });
@@ -74,10 +84,14 @@ export async function startControlPlane(cfg: ControlPlaneConfig, logger: Logger,
   addDecisionService(grpcServer, deps);
   health.addTo(grpcServer);
   addReflection(grpcServer, GRPC_SERVICES);
-  const creds = tls ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : grpc.ServerCredentials.createInsecure();
+  const creds = tls
+    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
+    : grpc.ServerCredentials.createInsecure();
   const grpcPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(`${cfg.grpcAddr.host.includes(':') ? `[${cfg.grpcAddr.host}]` : cfg.grpcAddr.host}:${cfg.grpcAddr.port}`, creds, (err, port) =>
-      err ? reject(err) : resolve(port),
+    grpcServer.bindAsync(
+      `${cfg.grpcAddr.host.includes(':') ? `[${cfg.grpcAddr.host}]` : cfg.grpcAddr.host}:${cfg.grpcAddr.port}`,
+      creds,
+      (err, port) => (err ? reject(err) : resolve(port)),
     ),
   );
 
@@ -87,7 +101,14 @@ export async function startControlPlane(cfg: ControlPlaneConfig, logger: Logger,
   ready = true;
   health.set(ServingStatus.SERVING);
   logger.info(
-    { http_port: httpPort, grpc_port: grpcPort, data_dir: cfg.dataDir, tls: Boolean(tls), revision: await store.revision(), store_id: store.storeId },
+    {
+      http_port: httpPort,
+      grpc_port: grpcPort,
+      data_dir: cfg.dataDir,
+      tls: Boolean(tls),
+      revision: await store.revision(),
+      store_id: store.storeId,
+    },
     'control plane listening',
   );
 

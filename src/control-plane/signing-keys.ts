@@ -40,7 +40,13 @@ export class SigningKeys {
       this.keys = entries.map((e) => {
         const privateKey = importPrivateKey(e.private_key_pem);
         const publicKey = createPublicKey(privateKey);
-        return { keyId: e.key_id, privateKey, publicKey, publicKeyRaw: rawPublicKey(publicKey), createdAtMs: e.created_at_ms };
+        return {
+          keyId: e.key_id,
+          privateKey,
+          publicKey,
+          publicKeyRaw: rawPublicKey(publicKey),
+          createdAtMs: e.created_at_ms,
+        };
       });
     }
     if (this.keys.length === 0) this.addKey();
@@ -89,7 +95,11 @@ export class SigningKeys {
         w.emit({
           kind: {
             $case: 'public_key',
-            value: PublicKey.fromPartial({ key_id: k.keyId, public_key: Buffer.from(k.publicKeyRaw), created_at_ms: k.createdAtMs }),
+            value: PublicKey.fromPartial({
+              key_id: k.keyId,
+              public_key: Buffer.from(k.publicKeyRaw),
+              created_at_ms: k.createdAtMs,
+            }),
           },
         });
       }

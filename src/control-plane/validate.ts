@@ -22,9 +22,12 @@ const METADATA_KEY_RE = /^[A-Za-z0-9_.\-/]+$/;
 export function requireString(v: unknown, field: string, opts: { min?: number; max: number }): string {
   if (typeof v !== 'string') throw invalid(field, `${field} must be a string`);
   const min = opts.min ?? 0;
-  if (v.length < min) throw invalid(field, min === 1 ? `${field} is required` : `${field} must be at least ${min} characters`);
+  if (v.length < min)
+    throw invalid(field, min === 1 ? `${field} is required` : `${field} must be at least ${min} characters`);
   if (v.length > opts.max) throw invalid(field, `${field} must be at most ${opts.max} characters`);
-  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/.test(v)) throw invalid(field, `${field} contains control characters`);
+  // eslint-disable-next-line no-control-regex -- rejecting control characters is the point
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/.test(v))
+    throw invalid(field, `${field} contains control characters`);
   return v;
 }
 
@@ -33,18 +36,27 @@ export function optionalString(v: unknown, field: string, max: number): string {
   return requireString(v, field, { max });
 }
 
-export function validateMetadata(v: unknown, field = 'metadata', maxEntries = LIMITS.metadataEntries): Record<string, string> {
+export function validateMetadata(
+  v: unknown,
+  field = 'metadata',
+  maxEntries = LIMITS.metadataEntries,
+): Record<string, string> {
   if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw invalid(field, `${field} must be an object of string values`);
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw invalid(field, `${field} must be an object of string values`);
   const entries = Object.entries(v as Record<string, unknown>);
   if (entries.length > maxEntries) throw invalid(field, `${field} may have at most ${maxEntries} entries`);
   const out: Record<string, string> = {};
   for (const [k, val] of entries) {
     if (k.length === 0 || k.length > LIMITS.metadataKey || !METADATA_KEY_RE.test(k)) {
-      throw invalid(`${field}.${k}`, `${field} keys must be 1-${LIMITS.metadataKey} characters of A-Z a-z 0-9 _ . - /`);
+      throw invalid(
+        `${field}.${k}`,
+        `${field} keys must be 1-${LIMITS.metadataKey} characters of A-Z a-z 0-9 _ . - /`,
+      );
     }
     if (typeof val !== 'string') throw invalid(`${field}.${k}`, `${field}.${k} must be a string`);
-    if (val.length > LIMITS.metadataValue) throw invalid(`${field}.${k}`, `${field}.${k} must be at most ${LIMITS.metadataValue} characters`);
+    if (val.length > LIMITS.metadataValue)
+      throw invalid(`${field}.${k}`, `${field}.${k} must be at most ${LIMITS.metadataValue} characters`);
     out[k] = val;
   }
   return out;
@@ -80,7 +92,11 @@ export function pageSize(v: unknown, def: number, max: number, field = 'limit'):
 export function requireId(v: unknown, prefix: string, field: string): string {
   if (typeof v !== 'string' || v.length === 0) throw invalid(field, `${field} is required`);
   if (v.length > 80 || !/^[a-z]+_[0-9A-Za-z_]+$/.test(v) || !v.startsWith(prefix + '_')) {
-    throw new ActError('NOT_FOUND', `${field} ${JSON.stringify(v.slice(0, 80))} does not name an existing ${prefix}`, { field });
+    throw new ActError(
+      'NOT_FOUND',
+      `${field} ${JSON.stringify(v.slice(0, 80))} does not name an existing ${prefix}`,
+      { field },
+    );
   }
   return v;
 }
@@ -92,6 +108,7 @@ export function encodeCursor(key: string | undefined): string {
 
 export function decodeCursor(c: unknown, field = 'cursor'): string | undefined {
   if (c === undefined || c === null || c === '') return undefined;
-  if (typeof c !== 'string' || c.length > 512 || !/^[A-Za-z0-9_-]+$/.test(c)) throw invalid(field, `${field} is not a valid cursor`);
+  if (typeof c !== 'string' || c.length > 512 || !/^[A-Za-z0-9_-]+$/.test(c))
+    throw invalid(field, `${field} is not a valid cursor`);
   return Buffer.from(c, 'base64url').toString('utf8');
 }

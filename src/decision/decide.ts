@@ -22,7 +22,13 @@ export function decide(req: DecisionRequest, deps: DecideDeps): DecisionResult {
   const { view, nowMs } = deps;
 
   const verified = deps.verifier.verify(req.token, view.publicKey);
-  if (!verified.ok) return deny(verified.reason, undefined, [], `${DEFAULT_REASON_TEXT[verified.reason]}: ${verified.detail}`);
+  if (!verified.ok)
+    return deny(
+      verified.reason,
+      undefined,
+      [],
+      `${DEFAULT_REASON_TEXT[verified.reason]}: ${verified.detail}`,
+    );
   const claims = verified.claims;
 
   if (claims.not_before_ms > nowMs) {
@@ -32,7 +38,12 @@ export function decide(req: DecisionRequest, deps: DecideDeps): DecisionResult {
     });
   }
   if (claims.expires_at_ms <= nowMs) {
-    return deny('TOKEN_EXPIRED', claims, [], `Token expired at ${new Date(claims.expires_at_ms).toISOString()}`);
+    return deny(
+      'TOKEN_EXPIRED',
+      claims,
+      [],
+      `Token expired at ${new Date(claims.expires_at_ms).toISOString()}`,
+    );
   }
   if (view.isRevoked(claims.token_id)) return deny('TOKEN_REVOKED', claims, []);
   for (const ancestor of claims.ancestor_token_ids) {
@@ -59,7 +70,13 @@ export function decide(req: DecisionRequest, deps: DecideDeps): DecisionResult {
   const missing = { missing_capability: req.action };
   if (action === undefined) return deny('CAPABILITY_NOT_GRANTED', claims, policyIds, undefined, missing);
   if (!attenuationAllows(claims, action, req.resource)) {
-    return deny('CAPABILITY_NOT_GRANTED', claims, policyIds, 'Capability not granted in token (attenuated)', missing);
+    return deny(
+      'CAPABILITY_NOT_GRANTED',
+      claims,
+      policyIds,
+      'Capability not granted in token (attenuated)',
+      missing,
+    );
   }
 
   // Several policies may grant the action: allowed when one passes all its
@@ -126,7 +143,11 @@ function evaluatePolicy(
     return {
       stage: STAGE_HOURS,
       ...denial('OUTSIDE_ALLOWED_HOURS', `Outside allowed hours (${hours.raw})`),
-      details: { policy_id: policyId, retry_after_ms: next - nowMs, next_allowed_at: new Date(next).toISOString() },
+      details: {
+        policy_id: policyId,
+        retry_after_ms: next - nowMs,
+        next_allowed_at: new Date(next).toISOString(),
+      },
     };
   }
 
@@ -259,7 +280,10 @@ function agentVars(agent: AgentView): RuleInput['agent'] {
   return { id: agent.id, metadata: agent.metadata };
 }
 
-function denial(code: ReasonCode, reason: string): Pick<Outcome, 'decision' | 'reasonCode' | 'reason' | 'usage'> {
+function denial(
+  code: ReasonCode,
+  reason: string,
+): Pick<Outcome, 'decision' | 'reasonCode' | 'reason' | 'usage'> {
   return { decision: 'DENY', reasonCode: code, reason, usage: NO_USAGE };
 }
 

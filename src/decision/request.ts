@@ -27,17 +27,23 @@ export interface CheckInput {
 export function parseCheckRequest(body: Record<string, unknown>, prefix = ''): CheckInput {
   const f = (name: string) => prefix + name;
   const token = body.token;
-  if (typeof token !== 'string' || token === '') throw invalid(f('token'), 'token is required (the "act_..." string from POST /api/tokens)');
+  if (typeof token !== 'string' || token === '')
+    throw invalid(f('token'), 'token is required (the "act_..." string from POST /api/tokens)');
   // Oversized tokens are rejected before any parsing; the decision would be MALFORMED_TOKEN anyway.
-  if (token.length > CHECK_LIMITS.tokenChars) throw invalid(f('token'), `token must be at most ${CHECK_LIMITS.tokenChars} characters`);
+  if (token.length > CHECK_LIMITS.tokenChars)
+    throw invalid(f('token'), `token must be at most ${CHECK_LIMITS.tokenChars} characters`);
   const action = body.action;
-  if (typeof action !== 'string' || action === '') throw invalid(f('action'), 'action is required, e.g. "read:customer_profile"');
-  if (action.length > CHECK_LIMITS.actionChars) throw invalid(f('action'), `action must be at most ${CHECK_LIMITS.actionChars} characters`);
+  if (typeof action !== 'string' || action === '')
+    throw invalid(f('action'), 'action is required, e.g. "read:customer_profile"');
+  if (action.length > CHECK_LIMITS.actionChars)
+    throw invalid(f('action'), `action must be at most ${CHECK_LIMITS.actionChars} characters`);
   const resource = body.resource ?? '';
   if (typeof resource !== 'string') throw invalid(f('resource'), 'resource must be a string');
-  if (resource.length > CHECK_LIMITS.resourceChars) throw invalid(f('resource'), `resource must be at most ${CHECK_LIMITS.resourceChars} characters`);
+  if (resource.length > CHECK_LIMITS.resourceChars)
+    throw invalid(f('resource'), `resource must be at most ${CHECK_LIMITS.resourceChars} characters`);
   const context = body.context ?? {};
-  if (typeof context !== 'object' || context === null || Array.isArray(context)) throw invalid(f('context'), 'context must be a JSON object');
+  if (typeof context !== 'object' || context === null || Array.isArray(context))
+    throw invalid(f('context'), 'context must be a JSON object');
   if (Buffer.byteLength(JSON.stringify(context)) > CHECK_LIMITS.contextBytes) {
     throw invalid(f('context'), `context must be at most ${CHECK_LIMITS.contextBytes} bytes of JSON`);
   }
@@ -49,5 +55,11 @@ export function parseCheckRequest(body: Record<string, unknown>, prefix = ''): C
 }
 
 export function toDecisionRequest(c: CheckInput): DecisionRequest {
-  return { token: c.token, action: c.action, resource: c.resource, context: c.context, approvalId: c.approvalId || undefined };
+  return {
+    token: c.token,
+    action: c.action,
+    resource: c.resource,
+    context: c.context,
+    approvalId: c.approvalId || undefined,
+  };
 }

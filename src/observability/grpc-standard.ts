@@ -21,7 +21,10 @@ export { ServingStatus };
 
 /** Finds the descriptor set next to the generated code (src/gen or dist/gen). */
 function descriptorSetPath(): string {
-  const candidates = [path.join(__dirname, '../gen/act.binpb'), path.join(__dirname, '../../src/gen/act.binpb')];
+  const candidates = [
+    path.join(__dirname, '../gen/act.binpb'),
+    path.join(__dirname, '../../src/gen/act.binpb'),
+  ];
   const found = candidates.find((c) => existsSync(c));
   if (!found) throw new Error('descriptor set act.binpb not found; run npm run gen');
   return found;
@@ -31,14 +34,19 @@ export function addReflection(server: grpc.Server, services: string[]): void {
   const set = fromBinary(FileDescriptorSetSchema, readFileSync(descriptorSetPath()));
   const fileDescriptorProtos = set.file.map((f) => toBinary(FileDescriptorProtoSchema, f));
   // ReflectionService reads `fileDescriptorProtos` from each entry of a package definition.
-  const pkg = { act: { fileDescriptorProtos } } as unknown as ConstructorParameters<typeof ReflectionService>[0];
+  const pkg = { act: { fileDescriptorProtos } } as unknown as ConstructorParameters<
+    typeof ReflectionService
+  >[0];
   new ReflectionService(pkg, { services }).addToServer(server);
 }
 
 /** A Health service whose statuses the process sets as it starts and drains. */
 export class HealthStatus {
   private readonly statuses = new Map<string, ServingStatus>();
-  private readonly watchers = new Set<{ service: string; call: grpc.ServerWritableStream<unknown, unknown> }>();
+  private readonly watchers = new Set<{
+    service: string;
+    call: grpc.ServerWritableStream<unknown, unknown>;
+  }>();
 
   constructor(services: string[]) {
     for (const s of ['', ...services]) this.statuses.set(s, ServingStatus.NOT_SERVING);
@@ -46,7 +54,8 @@ export class HealthStatus {
 
   set(status: ServingStatus): void {
     for (const k of this.statuses.keys()) this.statuses.set(k, status);
-    for (const w of this.watchers) w.call.write({ status: this.statuses.get(w.service) ?? ServingStatus.SERVICE_UNKNOWN });
+    for (const w of this.watchers)
+      w.call.write({ status: this.statuses.get(w.service) ?? ServingStatus.SERVICE_UNKNOWN });
   }
 
   get serving(): boolean {
@@ -57,7 +66,8 @@ export class HealthStatus {
     const impl: HealthServer = {
       check: (call, cb) => {
         const s = this.statuses.get(call.request.service);
-        if (s === undefined) cb({ code: grpc.status.NOT_FOUND, details: `unknown service ${call.request.service}` });
+        if (s === undefined)
+          cb({ code: grpc.status.NOT_FOUND, details: `unknown service ${call.request.service}` });
         else cb(null, { status: s });
       },
       list: (_call, cb) => {
@@ -66,7 +76,10 @@ export class HealthStatus {
         cb(null, { statuses });
       },
       watch: (call) => {
-        const w = { service: call.request.service, call: call as grpc.ServerWritableStream<unknown, unknown> };
+        const w = {
+          service: call.request.service,
+          call: call as grpc.ServerWritableStream<unknown, unknown>,
+        };
         this.watchers.add(w);
         call.write({ status: this.statuses.get(w.service) ?? ServingStatus.SERVICE_UNKNOWN });
         call.on('cancelled', () => this.watchers.delete(w));

@@ -42,7 +42,8 @@ export function createLogger(config: LoggerConfig, base: Record<string, unknown>
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       hooks: {
         logMethod(args, method) {
-          for (let i = 0; i < args.length; i++) if (typeof args[i] === 'string') args[i] = maskSecrets(args[i] as string);
+          for (let i = 0; i < args.length; i++)
+            if (typeof args[i] === 'string') args[i] = maskSecrets(args[i] as string);
           method.apply(this, args as Parameters<typeof method>);
         },
       },

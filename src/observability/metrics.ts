@@ -41,6 +41,10 @@ export function createMetrics(processName: string): DecisionMetrics {
       labelNames: ['method', 'code'],
       registers: [registry],
     }),
-    revision: new Gauge({ name: 'act_revision', help: 'Latest control-plane revision known to this process', registers: [registry] }),
+    revision: new Gauge({
+      name: 'act_revision',
+      help: 'Latest control-plane revision known to this process',
+      registers: [registry],
+    }),
   };
 }

@@ -17,7 +17,14 @@ export interface CaseFile {
   agents: { id: string; status?: 'ACTIVE' | 'DISABLED'; metadata?: Record<string, string> }[];
   policies: Record<string, unknown>[];
   tokens: Record<string, TokenSpec>;
-  approvals?: { id: string; status: ApprovalView['status']; token: string; action: string; resource: string; expires_at: string }[];
+  approvals?: {
+    id: string;
+    status: ApprovalView['status'];
+    token: string;
+    action: string;
+    resource: string;
+    expires_at: string;
+  }[];
   cases: CaseSpec[];
 }
 
@@ -95,8 +102,8 @@ export function buildWorld(file: CaseFile): World {
       attenuation: spec.attenuation ?? [],
       parent_token_id: parent?.token_id ?? '',
       ancestor_token_ids: parent ? [...parent.ancestor_token_ids, parent.token_id] : [],
-      issued_at_ms: now - 60_000,
-      not_before_ms: spec.not_before ? Date.parse(spec.not_before) : now - 60_000,
+      issued_at_ms: now - 7 * 86_400_000,
+      not_before_ms: spec.not_before ? Date.parse(spec.not_before) : now - 7 * 86_400_000,
       expires_at_ms: spec.expires_at ? Date.parse(spec.expires_at) : now + 30 * 86_400_000,
       metadata: {},
     });

@@ -39,7 +39,13 @@ describe('decision cases (test/cases)', () => {
           const nowMs = Date.parse(c.at ?? file.now);
           for (let i = 0; i < (c.repeat ?? 1); i++) {
             const r = decide(
-              { token, action: c.action, resource: c.resource ?? '', context: c.context ?? {}, approvalId: c.approval_id },
+              {
+                token,
+                action: c.action,
+                resource: c.resource ?? '',
+                context: c.context ?? {},
+                approvalId: c.approval_id,
+              },
               { view: world.view, verifier, counters, nowMs, stale: c.stale ?? false },
             );
             const e = c.expect;
@@ -51,8 +57,10 @@ describe('decision cases (test/cases)', () => {
               assert.deepEqual((r.details as Record<string, unknown>)[k], v, `details.${k} ${at}`);
             }
             if (e.approval_id !== undefined) assert.equal(r.approvalId, e.approval_id, at);
-            if (e.approval_request !== undefined) assert.equal(r.approvalRequest !== undefined, e.approval_request, at);
-            if (r.decision !== 'ALLOW') assert.equal(r.usage.length, 0, 'only allowed actions consume budgets');
+            if (e.approval_request !== undefined)
+              assert.equal(r.approvalRequest !== undefined, e.approval_request, at);
+            if (r.decision !== 'ALLOW')
+              assert.equal(r.usage.length, 0, 'only allowed actions consume budgets');
             counters.apply(r.usage);
           }
         });
