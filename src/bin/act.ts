@@ -8,6 +8,7 @@ import { CONTROL_PLANE_OPTIONS } from '../control-plane/config';
 import { startControlPlane } from '../control-plane/server';
 import { createLogger } from '../observability/logger';
 import { VERSION } from '../common/version';
+import { CLI_HELP, runCli } from '../cli/cli';
 
 const USAGE = `act — Agent Capability Tokens
 
@@ -15,6 +16,9 @@ Usage:
   act control-plane [options]   run the control plane (REST + gRPC, embedded LMDB store)
   act help | --help             this text
   act version                   print the version
+
+Operator commands (talk to the control plane's REST API; --url/ACT_URL, --key/ACT_KEY):
+${CLI_HELP}
 
 Run "act <command> --help" for a command's options.
 `;
@@ -24,6 +28,11 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'control-plane':
       return runControlPlane(rest);
+    case 'keys':
+    case 'tokens':
+    case 'api-keys':
+    case 'audit':
+      return runCli(cmd, rest);
     case 'version':
     case '--version':
       process.stdout.write(`${VERSION}\n`);

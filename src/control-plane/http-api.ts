@@ -455,7 +455,11 @@ async function exportAudit(
   let closed = false;
   res.once('close', () => (closed = true));
   if (format === 'csv') {
-    const csv = csvStringify({ header: true, columns: [...AUDIT_CSV_COLUMNS] });
+    const csv = csvStringify({
+      header: true,
+      columns: [...AUDIT_CSV_COLUMNS],
+      cast: { boolean: (v) => (v ? 'true' : 'false') },
+    });
     csv.pipe(res);
     for await (const rec of store.audit.export(filter)) {
       if (closed) break;
