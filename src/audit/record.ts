@@ -1,6 +1,7 @@
 /** Builds the audit record of one decision (the same shape on sidecar and control plane). */
 import { reasonToWire, decisionToWire } from '../common/reasons';
 import { AuditRecord } from '../gen/act/v1/admin';
+import type { DecisionDetails } from '../gen/act/v1/decision';
 import type { DecisionResult } from '../decision/types';
 
 export interface AuditInput {
@@ -13,6 +14,19 @@ export interface AuditInput {
   revision: number;
   latencyUs: number;
   approvalId: string;
+}
+
+/** Decision details in wire form (absent numbers become 0, or -1 for "unlimited" budgets). */
+export function detailsToWire(d: DecisionResult['details']): DecisionDetails {
+  return {
+    missing_capability: d.missing_capability ?? '',
+    retry_after_ms: d.retry_after_ms ?? 0,
+    next_allowed_at: d.next_allowed_at ?? '',
+    remaining_daily_budget: d.remaining_daily_budget ?? -1,
+    policy_id: d.policy_id ?? '',
+    rule: d.rule ?? '',
+    remaining_rate: d.remaining_rate ?? -1,
+  };
 }
 
 export function buildAuditRecord(i: AuditInput): AuditRecord {
@@ -33,5 +47,6 @@ export function buildAuditRecord(i: AuditInput): AuditRecord {
     latency_us: Math.min(0xffffffff, Math.max(0, Math.round(i.latencyUs))),
     approval_id: i.approvalId,
     allowed: r.decision === 'ALLOW',
+    details: detailsToWire(r.details),
   });
 }

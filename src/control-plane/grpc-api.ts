@@ -22,6 +22,7 @@ import {
   type DecisionServiceServer,
 } from '../gen/act/v1/decision';
 import { parseCheckRequest, CHECK_LIMITS } from '../decision/request';
+import { detailsToWire } from '../audit/record';
 import type { Logger } from '../observability/logger';
 import type { DecisionMetrics } from '../observability/metrics';
 import type { AuditFilter, Store } from '../store/types';
@@ -224,7 +225,6 @@ export function addDecisionService(server: grpc.Server, deps: GrpcApiDeps): void
 
 export function checkMessage(action: string, o: CheckOutcome): CheckPermissionResponse {
   const r = o.result;
-  const d = r.details;
   return {
     allowed: r.decision === 'ALLOW',
     action,
@@ -233,15 +233,7 @@ export function checkMessage(action: string, o: CheckOutcome): CheckPermissionRe
     reason: r.reason,
     audit_id: o.auditId,
     approval_id: o.approvalId,
-    details: {
-      missing_capability: d.missing_capability ?? '',
-      retry_after_ms: d.retry_after_ms ?? 0,
-      next_allowed_at: d.next_allowed_at ?? '',
-      remaining_daily_budget: d.remaining_daily_budget ?? -1,
-      policy_id: d.policy_id ?? '',
-      rule: d.rule ?? '',
-      remaining_rate: d.remaining_rate ?? -1,
-    },
+    details: detailsToWire(r.details),
     policy_revision: o.revision,
   };
 }

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
@@ -30,14 +31,31 @@ function descriptorSetPath(): string {
   return found;
 }
 
+/** The reflection service lists (and describes) itself, as grpcurl and buf curl expect. */
+const REFLECTION_V1 = 'grpc.reflection.v1.ServerReflection';
+
+/**
+ * The descriptor of grpc/reflection/v1/reflection.proto (shipped with @grpc/reflection).
+ * It has no maps or well-known types, so proto-loader's descriptor for it is exact.
+ */
+function reflectionFileDescriptors(): Buffer[] {
+  const dir = path.join(path.dirname(require.resolve('@grpc/reflection')), '../proto');
+  const def = loadSync('grpc/reflection/v1/reflection.proto', { includeDirs: [dir] });
+  // Message entries carry the file's descriptor (service entries do not).
+  const msg = def['grpc.reflection.v1.ServerReflectionRequest'] as { fileDescriptorProtos?: Buffer[] };
+  return msg.fileDescriptorProtos ?? [];
+}
+
 export function addReflection(server: grpc.Server, services: string[]): void {
   const set = fromBinary(FileDescriptorSetSchema, readFileSync(descriptorSetPath()));
   const fileDescriptorProtos = set.file.map((f) => toBinary(FileDescriptorProtoSchema, f));
   // ReflectionService reads `fileDescriptorProtos` from each entry of a package definition.
-  const pkg = { act: { fileDescriptorProtos } } as unknown as ConstructorParameters<
-    typeof ReflectionService
-  >[0];
-  new ReflectionService(pkg, { services }).addToServer(server);
+  const pkg = {
+    act: { fileDescriptorProtos },
+    reflection: { fileDescriptorProtos: reflectionFileDescriptors() },
+  } as unknown as ConstructorParameters<typeof ReflectionService>[0];
+  const listed = services.includes(REFLECTION_V1) ? services : [...services, REFLECTION_V1];
+  new ReflectionService(pkg, { services: listed }).addToServer(server);
 }
 
 /** A Health service whose statuses the process sets as it starts and drains. */

@@ -23,6 +23,7 @@ import {
 import { Struct } from "../../google/protobuf/struct";
 import {
   Decision,
+  DecisionDetails,
   decisionFromJSON,
   decisionToJSON,
   ReasonCode,
@@ -647,6 +648,8 @@ export interface AuditRecord {
   approval_id: string;
   /** Whether the action was allowed. */
   allowed: boolean;
+  /** The decision's details (deciding policy, rule, retry hints). */
+  details?: DecisionDetails | undefined;
 }
 
 /** QueryAuditRequest filters the audit trail. */
@@ -5229,6 +5232,7 @@ function createBaseAuditRecord(): AuditRecord {
     hash: "",
     approval_id: "",
     allowed: false,
+    details: undefined,
   };
 }
 
@@ -5290,6 +5294,9 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     }
     if (message.allowed !== false) {
       writer.uint32(152).bool(message.allowed);
+    }
+    if (message.details !== undefined) {
+      DecisionDetails.encode(message.details, writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -5459,6 +5466,14 @@ export const AuditRecord: MessageFns<AuditRecord> = {
             message.allowed = reader.bool();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.details = DecisionDetails.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5528,6 +5543,7 @@ export const AuditRecord: MessageFns<AuditRecord> = {
         ? globalThis.String(object.approval_id)
         : "",
       allowed: isSet(object.allowed) ? globalThis.Boolean(object.allowed) : false,
+      details: isSet(object.details) ? DecisionDetails.fromJSON(object.details) : undefined,
     };
   },
 
@@ -5590,6 +5606,9 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     if (message.allowed !== false) {
       obj.allowed = message.allowed;
     }
+    if (message.details !== undefined) {
+      obj.details = DecisionDetails.toJSON(message.details);
+    }
     return obj;
   },
 
@@ -5617,6 +5636,9 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     message.hash = object.hash ?? "";
     message.approval_id = object.approval_id ?? "";
     message.allowed = object.allowed ?? false;
+    message.details = (object.details !== undefined && object.details !== null)
+      ? DecisionDetails.fromPartial(object.details)
+      : undefined;
     return message;
   },
 };

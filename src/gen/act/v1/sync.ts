@@ -162,6 +162,8 @@ export interface Revocation {
   revoked_at_ms: number;
   /** The token's expiry, Unix milliseconds; the entry can be dropped after it. */
   expires_at_ms: number;
+  /** The token's agent (scoped sidecars receive only their agents' revocations). */
+  agent_id: string;
 }
 
 /** PublicKey is a verification key. */
@@ -1378,7 +1380,7 @@ export const TokenIssued: MessageFns<TokenIssued> = {
 };
 
 function createBaseRevocation(): Revocation {
-  return { token_id: "", revoked_at_ms: 0, expires_at_ms: 0 };
+  return { token_id: "", revoked_at_ms: 0, expires_at_ms: 0, agent_id: "" };
 }
 
 export const Revocation: MessageFns<Revocation> = {
@@ -1391,6 +1393,9 @@ export const Revocation: MessageFns<Revocation> = {
     }
     if (message.expires_at_ms !== 0) {
       writer.uint32(24).int64(message.expires_at_ms);
+    }
+    if (message.agent_id !== "") {
+      writer.uint32(34).string(message.agent_id);
     }
     return writer;
   },
@@ -1432,6 +1437,14 @@ export const Revocation: MessageFns<Revocation> = {
             message.expires_at_ms = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.agent_id = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1461,6 +1474,11 @@ export const Revocation: MessageFns<Revocation> = {
         : isSet(object.expires_at_ms)
         ? globalThis.Number(object.expires_at_ms)
         : 0,
+      agent_id: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
     };
   },
 
@@ -1475,6 +1493,9 @@ export const Revocation: MessageFns<Revocation> = {
     if (message.expires_at_ms !== 0) {
       obj.expiresAtMs = Math.round(message.expires_at_ms);
     }
+    if (message.agent_id !== "") {
+      obj.agentId = message.agent_id;
+    }
     return obj;
   },
 
@@ -1486,6 +1507,7 @@ export const Revocation: MessageFns<Revocation> = {
     message.token_id = object.token_id ?? "";
     message.revoked_at_ms = object.revoked_at_ms ?? 0;
     message.expires_at_ms = object.expires_at_ms ?? 0;
+    message.agent_id = object.agent_id ?? "";
     return message;
   },
 };
