@@ -65,7 +65,10 @@ export function spawnAct(args: string[], env: Record<string, string> = {}): Spaw
         }
       }
       return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`timed out waiting for log ${String(msg)}; output:\n${output.join('\n')}`)), timeoutMs);
+        const t = setTimeout(
+          () => reject(new Error(`timed out waiting for log ${String(msg)}; output:\n${output.join('\n')}`)),
+          timeoutMs,
+        );
         const w = {
           re: msg,
           resolve: (v: Record<string, unknown>) => {
@@ -77,7 +80,9 @@ export function spawnAct(args: string[], env: Record<string, string> = {}): Spaw
         void exited.then((code) => {
           if (waiters.includes(w)) {
             clearTimeout(t);
-            reject(new Error(`process exited (${code}) before log ${String(msg)}; output:\n${output.join('\n')}`));
+            reject(
+              new Error(`process exited (${code}) before log ${String(msg)}; output:\n${output.join('\n')}`),
+            );
           }
         });
       });
@@ -115,7 +120,16 @@ export async function startControlPlane(
   extraArgs: string[] = [],
 ): Promise<ControlPlaneProcess> {
   const p = spawnAct(
-    ['control-plane', '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--data-dir', dataDir, ...extraArgs],
+    [
+      'control-plane',
+      '--http-addr',
+      '127.0.0.1:0',
+      '--grpc-addr',
+      '127.0.0.1:0',
+      '--data-dir',
+      dataDir,
+      ...extraArgs,
+    ],
     { ACT_ADMIN_KEY: TEST_ADMIN_KEY, ...extraEnv },
   );
   const rec = await p.waitForLog('control plane listening');
