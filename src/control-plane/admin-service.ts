@@ -6,7 +6,8 @@
  */
 import { ActError, invalid, notFound } from '../common/errors';
 import type { Clock } from '../common/clock';
-import { newSortableId } from '../common/ids';
+import { isId, newSortableId } from '../common/ids';
+import { Decision } from '../gen/act/v1/decision';
 import {
   Agent,
   AgentStatus,
@@ -16,6 +17,7 @@ import {
   PolicyConstraints,
   Rule,
   type AttenuateTokenRequest,
+  type AuditRecord,
   type CreatePolicyRequest,
   type IssueTokenResponse,
   type TokenInfo,
@@ -619,6 +621,43 @@ export class AdminService {
       w.emit({ kind: { $case: 'approval', value: approval } });
     });
     return approval;
+  }
+
+  /**
+   * Applies what sidecars decided about approvals, from their audit records: an
+   * APPROVAL_REQUIRED record announces a new pending approval under the id the
+   * sidecar chose; an ALLOW that presented an approval uses it up.
+   */
+  async applySidecarDecisions(records: AuditRecord[]): Promise<void> {
+    for (const r of records) {
+      if (!r.approval_id || !isId(r.approval_id, 'approval')) continue;
+      if (r.decision === Decision.APPROVAL_REQUIRED) {
+        const exists = await this.store.read((rd) => rd.get<Approval>('approvals', r.approval_id));
+        if (exists) continue;
+        const created = Date.parse(r.time);
+        const approval = Approval.fromPartial({
+          approval_id: r.approval_id,
+          status: ApprovalStatus.PENDING,
+          agent_id: r.agent_id,
+          token_id: r.token_id,
+          action: r.action,
+          resource: r.resource,
+          context: r.context ?? {},
+          policy_id: r.details?.policy_id ?? '',
+          rule: r.details?.rule ?? r.reason,
+          created_at: formatTime(created),
+          expires_at: formatTime(created + this.config.approvalTtlMs),
+          audit_id: r.audit_id,
+        });
+        await this.store.write(async (w) => {
+          if (await w.get('approvals', approval.approval_id)) return;
+          w.put('approvals', approval.approval_id, approval);
+          w.emit({ kind: { $case: 'approval', value: approval } });
+        });
+      } else if (r.decision === Decision.ALLOW) {
+        await this.consumeApproval(r.approval_id);
+      }
+    }
   }
 
   /** Marks an approved approval as used by the check it allowed (one use). */

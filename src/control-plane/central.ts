@@ -9,6 +9,7 @@ import type { Clock } from '../common/clock';
 import { newSortableId } from '../common/ids';
 import { decide, InMemoryCounters } from '../decision';
 import { toDecisionRequest, type CheckInput } from '../decision/request';
+import type { CheckOutcome } from '../decision/wire';
 import type { DecisionResult } from '../decision/types';
 import type { Store } from '../store/types';
 import { VerificationCache } from '../token';
@@ -16,13 +17,6 @@ import type { AdminService } from './admin-service';
 import type { MemoryView } from './memory-view';
 
 export const CONTROL_PLANE_SOURCE = 'control-plane';
-
-export interface CheckOutcome {
-  result: DecisionResult;
-  auditId: string;
-  approvalId: string;
-  revision: number;
-}
 
 export class CentralEnforcer {
   private readonly counters = new InMemoryCounters();

@@ -74,6 +74,13 @@ export const CONTROL_PLANE_OPTIONS = {
     parse: duration,
     help: 'how long an approval request stays open',
   },
+  heartbeatInterval: {
+    flag: '--heartbeat-interval',
+    env: 'ACT_HEARTBEAT_INTERVAL',
+    default: '1s',
+    parse: duration,
+    help: 'how often Sync streams carry a heartbeat (sidecars judge staleness by it)',
+  },
   logLevel: {
     flag: '--log-level',
     env: 'ACT_LOG_LEVEL',

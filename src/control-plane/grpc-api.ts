@@ -5,7 +5,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { ActError, invalid } from '../common/errors';
 import { GRPC_STATUS } from '../common/status-map';
-import { decisionToWire, reasonToWire } from '../common/reasons';
 import {
   AdminServiceService,
   ApiKey,
@@ -22,13 +21,13 @@ import {
   type DecisionServiceServer,
 } from '../gen/act/v1/decision';
 import { parseCheckRequest, CHECK_LIMITS } from '../decision/request';
-import { detailsToWire } from '../audit/record';
 import type { Logger } from '../observability/logger';
 import type { DecisionMetrics } from '../observability/metrics';
 import type { AuditFilter, Store } from '../store/types';
 import type { AdminService } from './admin-service';
 import { requireRole, type Auth, type Principal } from './auth';
-import type { CentralEnforcer, CheckOutcome } from './central';
+import type { CentralEnforcer } from './central';
+import { checkMessage } from '../decision/wire';
 import type { ApiKeyRecord, RoleName } from './records';
 import { parseAuditFilter } from './http-api';
 import { pageSize } from './validate';
@@ -144,7 +143,7 @@ export function addAdminService(server: grpc.Server, deps: GrpcApiDeps): void {
           }
           call.end();
         } catch (err) {
-          call.destroy(Object.assign(new Error('export failed'), toServiceError(err, logger)));
+          call.emit('error', toServiceError(err, logger));
         }
       })();
     },
@@ -221,21 +220,6 @@ export function addDecisionService(server: grpc.Server, deps: GrpcApiDeps): void
     },
   };
   server.addService(DecisionServiceService, impl);
-}
-
-export function checkMessage(action: string, o: CheckOutcome): CheckPermissionResponse {
-  const r = o.result;
-  return {
-    allowed: r.decision === 'ALLOW',
-    action,
-    decision: decisionToWire(r.decision),
-    reason_code: reasonToWire(r.reasonCode),
-    reason: r.reason,
-    audit_id: o.auditId,
-    approval_id: o.approvalId,
-    details: detailsToWire(r.details),
-    policy_revision: o.revision,
-  };
 }
 
 function auditFilterFromWire(r: QueryAuditRequest): AuditFilter {

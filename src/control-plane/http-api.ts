@@ -3,13 +3,11 @@
  * them), plus /healthz, /readyz and /metrics. Routing by find-my-way; every error
  * is `{"error":{"code","message","field"}}` with the status from status-map.
  */
-import http from 'node:http';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
 import { stringify as csvStringify } from 'csv-stringify';
 import Router, { type HTTPMethod } from 'find-my-way';
 import { ActError, invalid } from '../common/errors';
-import { HTTP_STATUS } from '../common/status-map';
+import { header, optionalBody, readJson, send, sendError } from '../common/http';
 import { Decision, ReasonCode } from '../gen/act/v1/decision';
 import { Role } from '../gen/act/v1/admin';
 import { parseCheckRequest, CHECK_LIMITS } from '../decision/request';
@@ -18,7 +16,8 @@ import type { DecisionMetrics } from '../observability/metrics';
 import type { AuditFilter, Store } from '../store/types';
 import type { AdminService } from './admin-service';
 import { requireRole, type Auth, type Principal } from './auth';
-import type { CentralEnforcer, CheckOutcome } from './central';
+import type { CentralEnforcer } from './central';
+import { checkJson } from '../decision/wire';
 import {
   AUDIT_CSV_COLUMNS,
   agentJson,
@@ -364,23 +363,6 @@ export function createHttpApi(
   };
 }
 
-/** The seed's response shape plus the decision details. */
-export function checkJson(action: string, o: CheckOutcome): Record<string, unknown> {
-  const r = o.result;
-  const out: Record<string, unknown> = {
-    allowed: r.decision === 'ALLOW',
-    action,
-    reason: r.reason,
-    audit_id: o.auditId,
-    decision: r.decision,
-    reason_code: r.reasonCode,
-    details: r.details,
-    policy_revision: o.revision,
-  };
-  if (o.approvalId) out.approval_id = o.approvalId;
-  return out;
-}
-
 function publicApiKey(r: import('./records').ApiKeyRecord) {
   return {
     api_key_id: r.api_key_id,
@@ -507,94 +489,4 @@ function followAudit(req: http.IncomingMessage, res: http.ServerResponse, store:
   };
   req.once('close', stop);
   res.once('close', stop);
-}
-
-function header(req: http.IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-async function readRaw(req: http.IncomingMessage, max: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > max) throw new ActError('PAYLOAD_TOO_LARGE', `request body larger than ${max} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > max) throw new ActError('PAYLOAD_TOO_LARGE', `request body larger than ${max} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
-}
-
-/** Reads a JSON object body: 415 for another content type, 400 for invalid JSON, 413 when too large. */
-export async function readJson(req: http.IncomingMessage, max: number): Promise<Record<string, unknown>> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/json') {
-    throw new ActError('UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json');
-  }
-  const raw = await readRaw(req, max);
-  let v: unknown;
-  try {
-    v = JSON.parse(raw.toString('utf8'));
-  } catch (err) {
-    throw new ActError('INVALID_ARGUMENT', `request body is not valid JSON: ${(err as Error).message}`);
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new ActError('INVALID_ARGUMENT', 'request body must be a JSON object');
-  return v as Record<string, unknown>;
-}
-
-async function optionalBody(req: http.IncomingMessage, max: number): Promise<Record<string, unknown>> {
-  const len = Number(req.headers['content-length'] ?? 0);
-  if (len === 0 && !req.headers['transfer-encoding']) return {};
-  return readJson(req, max);
-}
-
-export function send(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-  });
-  res.end(text);
-}
-
-export function sendError(res: http.ServerResponse, err: unknown, logger: Logger): void {
-  let e: ActError;
-  if (err instanceof ActError) e = err;
-  else {
-    logger.error({ err }, 'request failed');
-    e = new ActError('INTERNAL', 'internal error');
-  }
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body: Record<string, unknown> = { code: e.code, message: e.message };
-  if (e.field !== undefined) body.field = e.field;
-  if (e.code === 'UNAUTHENTICATED') res.setHeader('www-authenticate', 'Bearer');
-  send(res, HTTP_STATUS[e.code], { error: body });
-}
-
-export interface HttpServerConfig {
-  host: string;
-  port: number;
-  tls?: { cert: Buffer; key: Buffer } | undefined;
-}
-
-export async function listenHttp(
-  handler: (req: http.IncomingMessage, res: http.ServerResponse) => void,
-  cfg: HttpServerConfig,
-): Promise<{ server: http.Server; port: number }> {
-  const server = cfg.tls
-    ? https.createServer({ cert: cfg.tls.cert, key: cfg.tls.key }, handler)
-    : http.createServer(handler);
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 0; // follow/export streams may run long
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(cfg.port, cfg.host, () => resolve());
-  });
-  return { server, port: (server.address() as AddressInfo).port };
 }

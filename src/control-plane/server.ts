@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
+import { Gauge } from 'prom-client';
 import { systemClock, type Clock } from '../common/clock';
 import type { Values } from '../common/options';
 import type { Logger } from '../observability/logger';
@@ -17,9 +18,11 @@ import { Auth } from './auth';
 import { CentralEnforcer } from './central';
 import type { CONTROL_PLANE_OPTIONS } from './config';
 import { addAdminService, addDecisionService } from './grpc-api';
-import { createHttpApi, listenHttp } from './http-api';
+import { createHttpApi } from './http-api';
+import { listenHttp } from '../common/http';
 import { MemoryView } from './memory-view';
 import { SigningKeys } from './signing-keys';
+import { DEFAULT_HUB_CONFIG, SyncHub } from '../sync/hub';
 
 export type ControlPlaneConfig = Values<typeof CONTROL_PLANE_OPTIONS>;
 
@@ -27,10 +30,16 @@ export interface ControlPlane {
   httpPort: number;
   grpcPort: number;
   store: Store;
+  hub: SyncHub;
   stop(): Promise<void>;
 }
 
-export const GRPC_SERVICES = ['act.v1.AdminService', 'act.v1.DecisionService', 'grpc.health.v1.Health'];
+export const GRPC_SERVICES = [
+  'act.v1.AdminService',
+  'act.v1.DecisionService',
+  'act.v1.SyncService',
+  'grpc.health.v1.Health',
+];
 
 export async function startControlPlane(
   cfg: ControlPlaneConfig,
@@ -83,6 +92,25 @@ export async function startControlPlane(
   addAdminService(grpcServer, deps);
   addDecisionService(grpcServer, deps);
   health.addTo(grpcServer);
+  const hub = new SyncHub(
+    {
+      store,
+      authenticate: (h) => auth.authenticate(h),
+      onSidecarDecisions: (records) => admin.applySidecarDecisions(records),
+      logger: logger.child({ component: 'sync-hub' }),
+      clock,
+    },
+    { ...DEFAULT_HUB_CONFIG, heartbeatMs: cfg.heartbeatInterval },
+  );
+  hub.addTo(grpcServer);
+  new Gauge({
+    name: 'act_sync_connected_sidecars',
+    help: 'Sidecars with an open Sync stream',
+    registers: [metrics.registry],
+    collect() {
+      this.set(hub.connected);
+    },
+  });
   addReflection(grpcServer, GRPC_SERVICES);
   const creds = tls
     ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false)
@@ -117,11 +145,13 @@ export async function startControlPlane(
     httpPort,
     grpcPort,
     store,
+    hub,
     stop: () =>
       (stopping ??= (async () => {
         ready = false;
         health.set(ServingStatus.NOT_SERVING);
         health.close();
+        hub.stop();
         await Promise.all([closeHttp(httpServer), shutdownGrpc(grpcServer)]);
         central.stop();
         view.stop();

@@ -1,0 +1,48 @@
+/**
+ * Wire forms of a decision: the REST JSON (the seed's shape plus details) and the
+ * gRPC CheckPermissionResponse. Both processes answer checks through these.
+ */
+import { decisionToWire, reasonToWire } from '../common/reasons';
+import type { CheckPermissionResponse } from '../gen/act/v1/decision';
+import { detailsToWire } from '../audit/record';
+import type { DecisionResult } from './types';
+
+/** A decision with the ids the shell attached to it. */
+export interface CheckOutcome {
+  result: DecisionResult;
+  auditId: string;
+  approvalId: string;
+  revision: number;
+}
+
+/** The seed's response shape plus the decision details. */
+export function checkJson(action: string, o: CheckOutcome): Record<string, unknown> {
+  const r = o.result;
+  const out: Record<string, unknown> = {
+    allowed: r.decision === 'ALLOW',
+    action,
+    reason: r.reason,
+    audit_id: o.auditId,
+    decision: r.decision,
+    reason_code: r.reasonCode,
+    details: r.details,
+    policy_revision: o.revision,
+  };
+  if (o.approvalId) out.approval_id = o.approvalId;
+  return out;
+}
+
+export function checkMessage(action: string, o: CheckOutcome): CheckPermissionResponse {
+  const r = o.result;
+  return {
+    allowed: r.decision === 'ALLOW',
+    action,
+    decision: decisionToWire(r.decision),
+    reason_code: reasonToWire(r.reasonCode),
+    reason: r.reason,
+    audit_id: o.auditId,
+    approval_id: o.approvalId,
+    details: detailsToWire(r.details),
+    policy_revision: o.revision,
+  };
+}
