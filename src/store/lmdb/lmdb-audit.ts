@@ -3,8 +3,10 @@
  *
  * - `audit`: audit_id -> AuditRecord; ids start with their time, so key order is
  *   chronological and a time range is a key range.
- * - `audit_by_agent`, `audit_by_token`: `${id}\u0000${audit_id}` -> true, so a query
- *   for one agent or token walks only that agent's/token's records.
+ * - `audit_by_agent`, `audit_by_token`: `${id}/${audit_id}` -> true, so a query
+ *   for one agent or token walks only that agent's/token's records. The separator is
+ *   '/', not NUL: lmdb-js (ordered-binary) reads long string keys holding a NUL back
+ *   as multi-part array keys, which broke agent_id filters for real-length ids.
  * - `audit_last_by_source`: source -> { audit_id, seq } of its highest-seq record
  *   (the head of its hash chain; batches may arrive out of order on retries).
  * - `audit_count` in the shared meta db.
@@ -21,6 +23,8 @@ export const DEFAULT_AUDIT_SCAN_BUDGET = 50_000;
 const EXPORT_CHUNK = 1000;
 const COUNT_KEY = 'audit_count';
 const ID_PREFIX = 'audit_';
+/** Between the agent/token id and the audit id in index keys (ids never hold a '/'; matches() rechecks). */
+const INDEX_SEP = '/';
 
 interface SourceHead {
   audit_id: string;
@@ -30,7 +34,7 @@ interface SourceHead {
 /** Which key space a filter walks, and its bounds: [low, high) in key order. */
 interface Plan {
   db: Database<unknown, string>;
-  /** '' for the primary db, `${agent_or_token}\u0000` for an index. */
+  /** '' for the primary db, `${agent_or_token}/` for an index. */
   keyPrefix: string;
   indexed: boolean;
   low: string | undefined;
@@ -89,8 +93,8 @@ export class LmdbAuditStore implements AuditStore {
         seen.add(r.audit_id);
         if (this.records.doesExist(r.audit_id)) continue;
         this.records.putSync(r.audit_id, r);
-        if (r.agent_id) this.byAgent.putSync(`${r.agent_id}\u0000${r.audit_id}`, true);
-        if (r.token_id) this.byToken.putSync(`${r.token_id}\u0000${r.audit_id}`, true);
+        if (r.agent_id) this.byAgent.putSync(`${r.agent_id}${INDEX_SEP}${r.audit_id}`, true);
+        if (r.token_id) this.byToken.putSync(`${r.token_id}${INDEX_SEP}${r.audit_id}`, true);
         const head = this.lastBySource.get(r.source);
         if (!head || r.seq > head.seq || (r.seq === head.seq && compareKeys(r.audit_id, head.audit_id) > 0)) {
           this.lastBySource.putSync(r.source, { audit_id: r.audit_id, seq: r.seq });
@@ -197,10 +201,10 @@ export class LmdbAuditStore implements AuditStore {
     let keyPrefix = '';
     if (filter.agent_id !== undefined) {
       db = this.byAgent;
-      keyPrefix = `${filter.agent_id}\u0000`;
+      keyPrefix = `${filter.agent_id}${INDEX_SEP}`;
     } else if (filter.token_id !== undefined) {
       db = this.byToken;
-      keyPrefix = `${filter.token_id}\u0000`;
+      keyPrefix = `${filter.token_id}${INDEX_SEP}`;
     }
     const indexed = keyPrefix !== '';
     // Time bounds as id bounds: no real id equals a bound (ids have random chars after the time).
