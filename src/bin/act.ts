@@ -3,10 +3,12 @@
  * The `act` binary: `act control-plane`, `act sidecar`, and CLI commands.
  * Composition roots only: parse config, build the logger, start, handle signals.
  */
-import { ConfigError, parseOptions, renderHelp } from '../common/options';
+import { ConfigError, parseOptions, renderHelp, type Specs } from '../common/options';
 import { CONTROL_PLANE_OPTIONS } from '../control-plane/config';
-import { startControlPlane } from '../control-plane/server';
-import { createLogger } from '../observability/logger';
+import { startControlPlane, type ControlPlaneConfig } from '../control-plane/server';
+import { SIDECAR_OPTIONS } from '../sidecar/config';
+import { startSidecar, type SidecarConfig } from '../sidecar/server';
+import { createLogger, type Logger } from '../observability/logger';
 import { VERSION } from '../common/version';
 import { CLI_HELP, runCli } from '../cli/cli';
 
@@ -14,6 +16,7 @@ const USAGE = `act — Agent Capability Tokens
 
 Usage:
   act control-plane [options]   run the control plane (REST + gRPC, embedded LMDB store)
+  act sidecar [options]         run a sidecar: local decisions from a synced LMDB replica, durable audit spool
   act help | --help             this text
   act version                   print the version
 
@@ -28,6 +31,8 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'control-plane':
       return runControlPlane(rest);
+    case 'sidecar':
+      return runSidecar(rest);
     case 'keys':
     case 'tokens':
     case 'api-keys':
@@ -50,36 +55,61 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function runControlPlane(args: string[]): Promise<number> {
+  return runProcess(args, {
+    usage: 'act control-plane [options]',
+    summary:
+      'Runs the ACT control plane: the source of truth for agents, policies, tokens, approvals and audit.',
+    specs: CONTROL_PLANE_OPTIONS,
+    component: 'control-plane',
+    start: (cfg, logger) => startControlPlane(cfg as ControlPlaneConfig, logger),
+  });
+}
+
+async function runSidecar(args: string[]): Promise<number> {
+  return runProcess(args, {
+    usage: 'act sidecar [options]',
+    summary:
+      'Runs an ACT sidecar: answers CheckPermission on loopback from a local replica kept in sync with the control plane, and spools audit records durably before it answers.',
+    specs: SIDECAR_OPTIONS,
+    component: 'sidecar',
+    start: (cfg, logger) => startSidecar(cfg as SidecarConfig, logger),
+  });
+}
+
+interface ProcessSpec {
+  usage: string;
+  summary: string;
+  specs: Specs;
+  component: string;
+  start(cfg: Record<string, unknown>, logger: Logger): Promise<{ stop(): Promise<void> }>;
+}
+
+/** Shared shell of the long-running processes: --help, config errors, logger, signals. */
+async function runProcess(args: string[], p: ProcessSpec): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write(
-      renderHelp(
-        'act control-plane [options]',
-        'Runs the ACT control plane: the source of truth for agents, policies, tokens, approvals and audit.',
-        CONTROL_PLANE_OPTIONS,
-      ),
-    );
+    process.stdout.write(renderHelp(p.usage, p.summary, p.specs));
     return 0;
   }
-  let cfg;
+  let cfg: Record<string, unknown>;
   try {
-    cfg = parseOptions(CONTROL_PLANE_OPTIONS, args, process.env);
+    cfg = parseOptions(p.specs, args, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`act control-plane: ${err.message}\n`);
+      process.stderr.write(`act ${p.component}: ${err.message}\n`);
       return 2;
     }
     throw err;
   }
-  const logger = createLogger({ level: cfg.logLevel }, { component: 'control-plane', pid: process.pid });
-  const cp = await startControlPlane(cfg, logger).catch((err: Error) => {
-    logger.fatal({ err }, 'control plane failed to start');
+  const logger = createLogger({ level: String(cfg.logLevel) }, { process: p.component, pid: process.pid });
+  const proc = await p.start(cfg, logger).catch((err: Error) => {
+    logger.fatal({ err }, `${p.component} failed to start`);
     return undefined;
   });
-  if (!cp) return 1;
+  if (!proc) return 1;
   return new Promise<number>((resolve) => {
     const onSignal = (sig: string) => {
       logger.info({ signal: sig }, 'shutting down');
-      cp.stop().then(
+      proc.stop().then(
         () => resolve(0),
         (err: unknown) => {
           logger.error({ err }, 'shutdown failed');

@@ -1,0 +1,233 @@
+/**
+ * The sidecar's side of SyncService: keeps the replica current and ships the
+ * audit spool upstream. Reconnects forever with exponential backoff and jitter,
+ * except after an authentication error, which is permanent (a wrong key does not
+ * fix itself). Messages are applied strictly in arrival order.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { backoffDelay } from '../common/backoff';
+import type { Clock } from '../common/clock';
+import type { AuditRecord } from '../gen/act/v1/admin';
+import { SyncServiceClient, type SyncRequest, type SyncResponse } from '../gen/act/v1/sync';
+import type { Logger } from '../observability/logger';
+import type { ReplicaWriter } from '../replica';
+
+/** What the client needs from the audit spool. */
+export interface AuditShipping {
+  nextBatch(maxRecords: number): { batchId: string; records: AuditRecord[] } | undefined;
+  ack(batchId: string): unknown;
+  resetInFlight(): void;
+}
+
+export interface SyncClientConfig {
+  /** Control plane gRPC address, host:port. */
+  target: string;
+  credentials: grpc.ChannelCredentials;
+  /** Bearer API key with the sidecar role. */
+  apiKey: string;
+  sidecarId: string;
+  agentIds: string[];
+  version: string;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Records per audit batch (default 500). */
+  auditBatchSize: number;
+  /** Audit batches awaiting an ack at once (default 4). */
+  maxInFlightBatches: number;
+}
+
+export type SyncState = 'connecting' | 'syncing' | 'live' | 'backoff' | 'failed' | 'stopped';
+
+export class SyncClient {
+  state: SyncState = 'connecting';
+  /** Last time anything arrived from the control plane (ms); 0 = never in this process. */
+  lastContactMs = 0;
+  /** Revision the control plane said it was at, last heartbeat. */
+  upstreamRevision = 0;
+  reconnects = 0;
+  shippedRecords = 0;
+  private client: SyncServiceClient | undefined;
+  private call: grpc.ClientDuplexStream<SyncRequest, SyncResponse> | undefined;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private pumpTimer: NodeJS.Timeout | undefined;
+  private inFlight = new Map<string, number>();
+  private work: Promise<void> = Promise.resolve();
+  private stopped = false;
+  /** Called after each applied snapshot or delta (metrics, tests). */
+  onApplied: ((revision: number) => void) | undefined;
+
+  constructor(
+    private readonly cfg: SyncClientConfig,
+    private readonly replica: ReplicaWriter,
+    private readonly spool: AuditShipping,
+    private readonly logger: Logger,
+    private readonly clock: Clock,
+  ) {}
+
+  start(): void {
+    this.client = new SyncServiceClient(this.cfg.target, this.cfg.credentials, {
+      'grpc.keepalive_time_ms': 20_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    });
+    this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.state = 'stopped';
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.pumpTimer) clearTimeout(this.pumpTimer);
+    this.call?.end();
+    this.call?.cancel();
+    await this.work.catch(() => undefined);
+    this.client?.close();
+  }
+
+  /** A record was spooled: ship soon (batching whatever else arrives meanwhile). */
+  kick(): void {
+    if (this.pumpTimer === undefined && this.state === 'live') {
+      this.pumpTimer = setTimeout(() => {
+        this.pumpTimer = undefined;
+        this.pump();
+      }, 5);
+      this.pumpTimer.unref();
+    }
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    this.state = 'connecting';
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${this.cfg.apiKey}`);
+    const call = this.client!.sync(md);
+    this.call = call;
+    let gotData = false;
+    call.on('data', (m: SyncResponse) => {
+      if (!gotData) {
+        gotData = true;
+        this.attempt = 0;
+        this.state = 'syncing';
+      }
+      this.lastContactMs = this.clock();
+      // Apply strictly in order; a failure ends the stream and a reconnect resyncs.
+      this.work = this.work
+        .then(() => this.handle(m))
+        .catch((err: unknown) => {
+          this.logger.error({ err }, 'applying sync message failed; reconnecting');
+          call.cancel();
+        });
+    });
+    call.on('error', (err: grpc.ServiceError) => this.onDisconnect(call, err));
+    call.on('end', () => this.onDisconnect(call, undefined));
+    call.write({
+      msg: {
+        $case: 'hello',
+        value: {
+          sidecar_id: this.cfg.sidecarId,
+          agent_ids: this.cfg.agentIds,
+          last_revision: this.replica.revision,
+          store_id: this.replica.storeId,
+          version: this.cfg.version,
+        },
+      },
+    });
+  }
+
+  private async handle(m: SyncResponse): Promise<void> {
+    const msg = m.msg;
+    if (msg === undefined) return;
+    const r = this.replica;
+    switch (msg.$case) {
+      case 'snapshot': {
+        const s = msg.value;
+        if (s.first) r.beginSnapshot(s.revision, s.store_id);
+        r.snapshotChunk(s.changes);
+        if (s.last) {
+          await r.commitSnapshot();
+          r.touch(this.clock());
+          this.logger.info({ revision: s.revision }, 'snapshot applied');
+          this.applied(s.revision);
+        }
+        break;
+      }
+      case 'delta':
+        await r.applyDelta(msg.value.revision, msg.value.changes);
+        r.touch(this.clock());
+        this.applied(msg.value.revision);
+        break;
+      case 'heartbeat': {
+        const hb = msg.value;
+        this.upstreamRevision = hb.revision;
+        r.touch(this.clock());
+        // Everything up to hb.revision that concerns this scope has been sent before it.
+        if (hb.revision > r.revision) await r.applyDelta(hb.revision, []);
+        if (this.state !== 'live') {
+          this.state = 'live';
+          this.logger.info({ revision: r.revision }, 'sync live');
+        }
+        this.pump();
+        break;
+      }
+      case 'audit_ack': {
+        const n = this.inFlight.get(msg.value.batch_id);
+        if (n !== undefined) {
+          this.inFlight.delete(msg.value.batch_id);
+          await this.spool.ack(msg.value.batch_id);
+          this.shippedRecords += n;
+        }
+        this.pump();
+        break;
+      }
+    }
+  }
+
+  private applied(revision: number): void {
+    this.call?.write({ msg: { $case: 'applied', value: { revision } } });
+    this.onApplied?.(revision);
+  }
+
+  /** Sends audit batches while there is room in flight. */
+  private pump(): void {
+    const call = this.call;
+    if (!call || this.state !== 'live') return;
+    while (this.inFlight.size < this.cfg.maxInFlightBatches) {
+      const batch = this.spool.nextBatch(this.cfg.auditBatchSize);
+      if (!batch) return;
+      this.inFlight.set(batch.batchId, batch.records.length);
+      call.write({
+        msg: { $case: 'audit_batch', value: { batch_id: batch.batchId, records: batch.records } },
+      });
+    }
+  }
+
+  private onDisconnect(
+    call: grpc.ClientDuplexStream<SyncRequest, SyncResponse>,
+    err: grpc.ServiceError | undefined,
+  ): void {
+    if (this.call !== call) return;
+    this.call = undefined;
+    // Unacked batches go back to the spool; the control plane dedupes any that did arrive.
+    this.inFlight.clear();
+    this.spool.resetInFlight();
+    if (this.stopped) return;
+    if (err && (err.code === grpc.status.UNAUTHENTICATED || err.code === grpc.status.PERMISSION_DENIED)) {
+      this.state = 'failed';
+      this.logger.error(
+        { code: grpc.status[err.code], details: err.details },
+        'sync refused: check ACT_SIDECAR_KEY (a key with the sidecar role); not retrying',
+      );
+      return;
+    }
+    const delay = backoffDelay(this.attempt++, this.cfg.backoffBaseMs, this.cfg.backoffMaxMs);
+    this.reconnects++;
+    this.state = 'backoff';
+    this.logger.warn(
+      { code: err ? grpc.status[err.code] : 'END', details: err?.details, retry_in_ms: delay },
+      'sync disconnected',
+    );
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+    this.retryTimer.unref();
+  }
+}
