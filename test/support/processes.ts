@@ -170,3 +170,57 @@ export function restClient(url: string, key?: string) {
     return { status: res.status, body: parsed, text, headers: res.headers };
   };
 }
+
+export interface SidecarProcess extends Spawned {
+  httpPort: number;
+  grpcPort: number;
+  dataDir: string;
+  sidecarId: string;
+  url: string;
+}
+
+/** Starts `act sidecar` against a control plane, on free ports, with the given settings. */
+export async function startSidecar(
+  cp: { grpcPort: number; adminKey: string },
+  dataDir: string,
+  opts: {
+    sidecarId?: string;
+    agentIds?: string;
+    durability?: 'disk' | 'os';
+    env?: Record<string, string>;
+    args?: string[];
+  } = {},
+): Promise<SidecarProcess> {
+  const sidecarId = opts.sidecarId ?? `sc-${path.basename(dataDir)}`;
+  const p = spawnAct(
+    [
+      'sidecar',
+      '--grpc-addr',
+      '127.0.0.1:0',
+      '--http-addr',
+      '127.0.0.1:0',
+      '--data-dir',
+      dataDir,
+      '--control-plane',
+      `127.0.0.1:${cp.grpcPort}`,
+      '--sidecar-id',
+      sidecarId,
+      '--agent-ids',
+      opts.agentIds ?? '*',
+      '--audit-durability',
+      opts.durability ?? 'disk',
+      ...(opts.args ?? []),
+    ],
+    { ACT_SIDECAR_KEY: cp.adminKey, ...(opts.env ?? {}) },
+  );
+  const rec = await p.waitForLog('sidecar listening');
+  const httpPort = Number(rec.http_port);
+  return {
+    ...p,
+    httpPort,
+    grpcPort: (rec.grpc_ports as number[])[0]!,
+    dataDir,
+    sidecarId,
+    url: `http://127.0.0.1:${httpPort}`,
+  };
+}
