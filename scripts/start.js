@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm start`: runs the demo-ready system on the embedded default (LMDB under
-// ./data) and prints the admin key with a copy-paste walkthrough of the seed's
-// four steps. The demo admin key is kept in ./data/demo-admin-key (mode 0600)
+// ./data): a control plane and a sidecar beside it, and prints the admin key
+// with a copy-paste walkthrough of the seed's four steps. The demo admin key is kept in ./data/demo-admin-key (mode 0600)
 // so every start can print it; set ACT_ADMIN_KEY to use your own.
 'use strict';
 const { spawn } = require('node:child_process');
@@ -25,8 +25,8 @@ const env = { ...process.env, ACT_DATA_DIR: dataDir, ACT_ADMIN_KEY: adminKey, AC
 const act = path.join(root, 'dist/bin/act.js');
 
 const children = [];
-function run(name, args) {
-  const child = spawn(process.execPath, [act, ...args], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+function run(name, args, extraEnv = {}) {
+  const child = spawn(process.execPath, [act, ...args], { env: { ...env, ...extraEnv }, stdio: ['ignore', 'inherit', 'inherit'] });
   child.on('exit', (code, signal) => {
     if (!stopping) {
       console.error(`\n${name} exited (${signal || code}); stopping the demo.`);
@@ -63,16 +63,57 @@ async function waitReady() {
   return false;
 }
 
-waitReady().then((ok) => {
+/** The sidecar's own credential (role SIDECAR), created once and kept beside the demo admin key. */
+async function sidecarKey() {
+  const file = path.join(dataDir, 'demo-sidecar-key');
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  const r = await fetch(`${base}/api/api-keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'demo sidecar', role: 'SIDECAR' }),
+  });
+  if (!r.ok) throw new Error(`creating the sidecar key failed: HTTP ${r.status} ${await r.text()}`);
+  const { secret } = await r.json();
+  fs.writeFileSync(file, secret + '\n', { mode: 0o600 });
+  return secret;
+}
+
+const sidecarHttp = process.env.ACT_SIDECAR_HTTP_ADDR || '127.0.0.1:8710';
+const sidecarGrpc = process.env.ACT_SIDECAR_GRPC_ADDR || '127.0.0.1:8711';
+
+waitReady().then(async (ok) => {
   if (!ok) {
     console.error('control plane did not become ready');
     return stop(1);
+  }
+  let key;
+  try {
+    key = await sidecarKey();
+  } catch (err) {
+    console.error(String(err));
+    return stop(1);
+  }
+  run('sidecar', ['sidecar'], {
+    ACT_DATA_DIR: path.join(dataDir, 'sidecar'),
+    ACT_SIDECAR_KEY: key,
+    ACT_SIDECAR_ID: 'demo-sidecar',
+    ACT_SIDECAR_HTTP_ADDR: sidecarHttp,
+    ACT_SIDECAR_GRPC_ADDR: sidecarGrpc,
+  });
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`http://${sidecarHttp}/readyz`)).ok) break;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
   }
   const J = `node -pe 'JSON.parse(require("fs").readFileSync(0)).`;
   process.stdout.write(`
 ================================================================================
  ACT is running (embedded LMDB store in ${dataDir})
    control plane REST  ${base}      gRPC 127.0.0.1:8701 (ACT_GRPC_ADDR)
+   sidecar       REST  http://${sidecarHttp}   gRPC ${sidecarGrpc} (decisions, loopback only)
    admin API key       ${adminKey}
 
  The seed's four steps, copy-paste:
@@ -100,6 +141,12 @@ waitReady().then((ok) => {
  curl -s -X POST $ACT/api/enforcement/check -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
    -d '{"token":"'$TOKEN'","action":"delete:customer_account","resource":"customer_54321"}'; echo
  curl -s "$ACT/api/audit?limit=5" -H "Authorization: Bearer $ACT_KEY"; echo
+
+ # The same check answered by the sidecar from its local replica (no key needed on loopback):
+ curl -s -X POST http://${sidecarHttp}/api/enforcement/check -H 'Content-Type: application/json' \\
+   -d '{"token":"'$TOKEN'","action":"read:customer_profile","resource":"customer_54321","context":{"ip":"10.0.1.50"}}'; echo
+ # or over gRPC (grpcurl, or: npx buf curl --protocol grpc --http2-prior-knowledge ... http://${sidecarGrpc}/act.v1.DecisionService/CheckPermission)
+ grpcurl -plaintext -d '{"token":"'$TOKEN'","action":"read:customer_profile","resource":"customer_54321"}' ${sidecarGrpc} act.v1.DecisionService/CheckPermission
 
  Ctrl-C stops everything.
 ================================================================================
