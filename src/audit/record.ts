@@ -1,7 +1,7 @@
 /** Builds the audit record of one decision (the same shape on sidecar and control plane). */
 import { reasonToWire, decisionToWire } from '../common/reasons';
 import { AuditRecord } from '../gen/act/v1/admin';
-import type { DecisionDetails } from '../gen/act/v1/decision';
+import { detailsToWire } from '../decision/wire';
 import type { DecisionResult } from '../decision/types';
 
 export interface AuditInput {
@@ -14,19 +14,6 @@ export interface AuditInput {
   revision: number;
   latencyUs: number;
   approvalId: string;
-}
-
-/** Decision details in wire form (absent numbers become 0, or -1 for "unlimited" budgets). */
-export function detailsToWire(d: DecisionResult['details']): DecisionDetails {
-  return {
-    missing_capability: d.missing_capability ?? '',
-    retry_after_ms: d.retry_after_ms ?? 0,
-    next_allowed_at: d.next_allowed_at ?? '',
-    remaining_daily_budget: d.remaining_daily_budget ?? -1,
-    policy_id: d.policy_id ?? '',
-    rule: d.rule ?? '',
-    remaining_rate: d.remaining_rate ?? -1,
-  };
 }
 
 export function buildAuditRecord(i: AuditInput): AuditRecord {

@@ -3,8 +3,7 @@
  * gRPC CheckPermissionResponse. Both processes answer checks through these.
  */
 import { decisionToWire, reasonToWire } from '../common/reasons';
-import type { CheckPermissionResponse } from '../gen/act/v1/decision';
-import { detailsToWire } from '../audit/record';
+import type { CheckPermissionResponse, DecisionDetails } from '../gen/act/v1/decision';
 import type { DecisionResult } from './types';
 
 /** A decision with the ids the shell attached to it. */
@@ -44,5 +43,18 @@ export function checkMessage(action: string, o: CheckOutcome): CheckPermissionRe
     approval_id: o.approvalId,
     details: detailsToWire(r.details),
     policy_revision: o.revision,
+  };
+}
+
+/** Decision details in wire form (absent numbers become 0, or -1 for "unlimited" budgets). */
+export function detailsToWire(d: DecisionResult['details']): DecisionDetails {
+  return {
+    missing_capability: d.missing_capability ?? '',
+    retry_after_ms: d.retry_after_ms ?? 0,
+    next_allowed_at: d.next_allowed_at ?? '',
+    remaining_daily_budget: d.remaining_daily_budget ?? -1,
+    policy_id: d.policy_id ?? '',
+    rule: d.rule ?? '',
+    remaining_rate: d.remaining_rate ?? -1,
   };
 }
