@@ -1,0 +1,1 @@
+export { ActClient, type ActClientOptions, type CheckOptions, type Decision } from './client';
