@@ -12,6 +12,8 @@ import * as cel from './cel.bench';
 import * as decide from './decide.bench';
 import * as store from './store.bench';
 import * as token from './token.bench';
+import * as replica from './replica.bench';
+import * as spool from './spool.bench';
 
 /**
  * How a module's numbers read. A rate (`ops/s`, `records/s`, …) gets a derived ns-per-item
@@ -62,6 +64,20 @@ export const MODULES: BenchModule[] = [
     run: store.run,
     unit: (key) =>
       key.startsWith('store.audit_query') ? 'pages/s' : key.startsWith('store.audit') ? 'records/s' : 'ops/s',
+  },
+  {
+    name: 'replica',
+    describe:
+      'Sidecar LMDB replica loaded by a snapshot of 100k agents, 100k revocations and 1k policies: snapshot apply, ' +
+      'cold open to the first decide(), warm decide() against the replica, and memory.',
+    run: replica.run,
+    unit: (key) => (key.endsWith('_ms') ? 'ms' : key.endsWith('_mb') ? 'MB' : 'ops/s'),
+  },
+  {
+    name: 'spool',
+    describe: spool.describe,
+    run: spool.run,
+    unit: spool.unit,
   },
 ];
 
