@@ -20,7 +20,7 @@ import {
   type CheckPermissionResponse,
   type DecisionServiceServer,
 } from '../gen/act/v1/decision';
-import { parseCheckRequest, CHECK_LIMITS } from '../decision/request';
+import { parseCheckBatch, parseCheckRequest } from '../decision/request';
 import type { Logger } from '../observability/logger';
 import type { DecisionMetrics } from '../observability/metrics';
 import type { AuditFilter, Store } from '../store/types';
@@ -204,12 +204,7 @@ export function addDecisionService(server: grpc.Server, deps: GrpcApiDeps): void
       void (async () => {
         try {
           await authorize(call.metadata, call.request.token);
-          const items = call.request.items;
-          if (items.length === 0 || items.length > CHECK_LIMITS.batchItems)
-            throw invalid('items', `items must hold 1-${CHECK_LIMITS.batchItems} checks`);
-          const inputs = items.map((it, i) =>
-            parseCheckRequest({ ...it, token: call.request.token }, `items[${i}].`),
-          );
+          const inputs = parseCheckBatch(call.request.token, call.request.items);
           const results: CheckPermissionResponse[] = [];
           for (const input of inputs) results.push(checkMessage(input.action, await central.check(input)));
           cb(null, { results });

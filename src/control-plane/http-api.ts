@@ -10,7 +10,7 @@ import { ActError, invalid } from '../common/errors';
 import { header, optionalBody, readJson, send, sendError } from '../common/http';
 import { Decision, ReasonCode } from '../gen/act/v1/decision';
 import { Role } from '../gen/act/v1/admin';
-import { parseCheckRequest, CHECK_LIMITS } from '../decision/request';
+import { parseCheckBatch, parseCheckRequest } from '../decision/request';
 import type { Logger } from '../observability/logger';
 import type { DecisionMetrics } from '../observability/metrics';
 import type { AuditFilter, Store } from '../store/types';
@@ -335,13 +335,7 @@ export function createHttpApi(
   route('POST', '/api/enforcement/check-batch', async (c) => {
     const b = await body(c);
     await checkAuth(c, b.token);
-    if (!Array.isArray(b.items) || b.items.length === 0 || b.items.length > CHECK_LIMITS.batchItems) {
-      throw invalid('items', `items must be an array of 1-${CHECK_LIMITS.batchItems} checks`);
-    }
-    const inputs = b.items.map((it: unknown, i: number) => {
-      if (typeof it !== 'object' || it === null) throw invalid(`items[${i}]`, 'each item must be an object');
-      return parseCheckRequest({ ...(it as object), token: b.token }, `items[${i}].`);
-    });
+    const inputs = parseCheckBatch(b.token, b.items);
     const results = [];
     for (const input of inputs) results.push(checkJson(input.action, await central.check(input)));
     send(c.res, 200, { results });

@@ -5,7 +5,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { fromBase64Url } from '../common/base64url';
-import { AgentStatus, ApprovalStatus, type Agent, type Approval, type Policy } from '../gen/act/v1/admin';
+import type { Agent, Approval, Policy } from '../gen/act/v1/admin';
 import type { Change } from '../gen/act/v1/sync';
 import { compilePolicy } from '../policy';
 import type { CompiledPolicy } from '../policy/types';
@@ -13,6 +13,7 @@ import type { Store } from '../store/types';
 import { publicKeyFromRaw } from '../token';
 import type { AgentView, ApprovalView, DecisionView } from '../decision/types';
 import type { SigningKeyRecord, TokenRecord } from './records';
+import { agentFromWire, approvalFromWire } from '../decision/wire';
 
 export class MemoryView implements DecisionView {
   revision = 0;
@@ -100,11 +101,7 @@ export class MemoryView implements DecisionView {
   }
 
   private putAgent(a: Agent): void {
-    this.agents.set(a.agent_id, {
-      id: a.agent_id,
-      status: a.status === AgentStatus.ACTIVE ? 'ACTIVE' : 'DISABLED',
-      metadata: a.metadata,
-    });
+    this.agents.set(a.agent_id, agentFromWire(a));
   }
 
   private putPolicy(p: Policy): void {
@@ -117,14 +114,7 @@ export class MemoryView implements DecisionView {
   }
 
   private putApproval(a: Approval): void {
-    this.approvals.set(a.approval_id, {
-      id: a.approval_id,
-      status: (ApprovalStatus[a.status] as ApprovalView['status'] | undefined) ?? 'EXPIRED',
-      tokenId: a.token_id,
-      action: a.action,
-      resource: a.resource,
-      expiresAtMs: Date.parse(a.expires_at),
-    });
+    this.approvals.set(a.approval_id, approvalFromWire(a));
   }
 
   publicKey = (keyId: string): KeyObject | undefined => this.keys.get(keyId);

@@ -63,3 +63,15 @@ export function toDecisionRequest(c: CheckInput): DecisionRequest {
     approvalId: c.approvalId || undefined,
   };
 }
+
+/** Validates a batch: one token, 1-100 items, each item validated like a single check. */
+export function parseCheckBatch(token: unknown, items: unknown): CheckInput[] {
+  if (!Array.isArray(items) || items.length === 0 || items.length > CHECK_LIMITS.batchItems) {
+    throw invalid('items', `items must be an array of 1-${CHECK_LIMITS.batchItems} checks`);
+  }
+  return items.map((it: unknown, i: number) => {
+    if (typeof it !== 'object' || it === null || Array.isArray(it))
+      throw invalid(`items[${i}]`, 'each item must be an object');
+    return parseCheckRequest({ ...(it as Record<string, unknown>), token }, `items[${i}].`);
+  });
+}

@@ -3,8 +3,9 @@
  * gRPC CheckPermissionResponse. Both processes answer checks through these.
  */
 import { decisionToWire, reasonToWire } from '../common/reasons';
+import { AgentStatus, ApprovalStatus, type Agent, type Approval } from '../gen/act/v1/admin';
 import type { CheckPermissionResponse, DecisionDetails } from '../gen/act/v1/decision';
-import type { DecisionResult } from './types';
+import type { AgentView, ApprovalView, DecisionResult } from './types';
 
 /** A decision with the ids the shell attached to it. */
 export interface CheckOutcome {
@@ -56,5 +57,26 @@ export function detailsToWire(d: DecisionResult['details']): DecisionDetails {
     policy_id: d.policy_id ?? '',
     rule: d.rule ?? '',
     remaining_rate: d.remaining_rate ?? -1,
+  };
+}
+
+/** The decision engine's view of a stored agent. */
+export function agentFromWire(a: Agent): AgentView {
+  return {
+    id: a.agent_id,
+    status: a.status === AgentStatus.ACTIVE ? 'ACTIVE' : 'DISABLED',
+    metadata: a.metadata,
+  };
+}
+
+/** The decision engine's view of a stored approval. */
+export function approvalFromWire(a: Approval): ApprovalView {
+  return {
+    id: a.approval_id,
+    status: (ApprovalStatus[a.status] as ApprovalView['status'] | undefined) ?? 'EXPIRED',
+    tokenId: a.token_id,
+    action: a.action,
+    resource: a.resource,
+    expiresAtMs: Date.parse(a.expires_at),
   };
 }

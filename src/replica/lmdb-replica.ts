@@ -25,7 +25,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { ActError } from '../common/errors';
-import { AgentStatus, ApprovalStatus, Policy, type Agent, type Approval } from '../gen/act/v1/admin';
+import { Policy } from '../gen/act/v1/admin';
+import { agentFromWire, approvalFromWire } from '../decision/wire';
 import type { Change } from '../gen/act/v1/sync';
 import type { AgentView, ApprovalView, CounterReader, CounterUpdate, DecisionView } from '../decision/types';
 import { compilePolicy } from '../policy';
@@ -457,7 +458,7 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
     switch (k.$case) {
       case 'agent': {
         const id = requireId(k.value.agent_id, 'agent.agent_id');
-        this.agents.putSync(id, agentView(k.value));
+        this.agents.putSync(id, agentFromWire(k.value));
         touched.agents.add(id);
         break;
       }
@@ -496,7 +497,7 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
         break;
       case 'approval': {
         const id = requireId(k.value.approval_id, 'approval.approval_id');
-        this.approvals.putSync(id, approvalView(k.value));
+        this.approvals.putSync(id, approvalFromWire(k.value));
         break;
       }
       case 'token_issued':
@@ -570,23 +571,4 @@ function requireId(id: unknown, field: string): string {
     throw new ActError('INVALID_ARGUMENT', `sync change without a valid ${field}`, { field });
   }
   return id;
-}
-
-function agentView(a: Agent): AgentView {
-  return {
-    id: a.agent_id,
-    status: a.status === AgentStatus.ACTIVE ? 'ACTIVE' : 'DISABLED',
-    metadata: a.metadata,
-  };
-}
-
-function approvalView(a: Approval): ApprovalView {
-  return {
-    id: a.approval_id,
-    status: (ApprovalStatus[a.status] as ApprovalView['status'] | undefined) ?? 'EXPIRED',
-    tokenId: a.token_id,
-    action: a.action,
-    resource: a.resource,
-    expiresAtMs: Date.parse(a.expires_at),
-  };
 }

@@ -6,6 +6,7 @@
 import { buildAuditRecord } from '../audit/record';
 import type { Clock } from '../common/clock';
 import { ActError } from '../common/errors';
+import { DEFAULT_REASON_TEXT } from '../common/reasons';
 import { newSortableId } from '../common/ids';
 import { decide } from '../decision';
 import { toDecisionRequest, type CheckInput } from '../decision/request';
@@ -25,6 +26,16 @@ export interface CheckerConfig {
   /** How long an approval this sidecar raised is remembered before the control plane's copy arrives. */
   approvalTtlMs: number;
 }
+
+const NO_REPLICA: DecisionResult = {
+  decision: 'DENY',
+  reasonCode: 'REPLICA_STALE',
+  reason: `${DEFAULT_REASON_TEXT.REPLICA_STALE} (no replica yet)`,
+  details: {},
+  claims: undefined,
+  policyIds: [],
+  usage: [],
+};
 
 export class Checker {
   private readonly verifier = new VerificationCache(100_000);
@@ -71,13 +82,18 @@ export class Checker {
     const started = process.hrtime.bigint();
     const nowMs = this.clock();
     const stale = this.cfg.stalePolicy === 'fail-closed' && this.isStale(nowMs);
-    const result = decide(toDecisionRequest(input), {
-      view: this.view,
-      verifier: this.verifier,
-      counters: this.replica,
-      nowMs,
-      stale,
-    });
+    // Without any replica (never synced: no keys, agents or policies) every answer would be a
+    // misleading UNKNOWN_KEY; the truth is that this sidecar has nothing to decide from.
+    const result =
+      this.replica.revision === 0
+        ? NO_REPLICA
+        : decide(toDecisionRequest(input), {
+            view: this.view,
+            verifier: this.verifier,
+            counters: this.replica,
+            nowMs,
+            stale,
+          });
     // Budgets are consumed in the same synchronous step as the decision.
     this.replica.applyUsage(result.usage);
     const auditId = newSortableId('audit', nowMs);

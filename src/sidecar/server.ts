@@ -11,18 +11,14 @@ import * as grpc from '@grpc/grpc-js';
 import { Gauge } from 'prom-client';
 import { AuditSpool } from '../audit';
 import { systemClock, type Clock } from '../common/clock';
-import { ActError, invalid } from '../common/errors';
+import { ActError } from '../common/errors';
 import { listenHttp, readJson, send, sendError } from '../common/http';
 import type { Values } from '../common/options';
 import { GRPC_STATUS } from '../common/status-map';
 import { VERSION } from '../common/version';
-import { CHECK_LIMITS, parseCheckRequest } from '../decision/request';
+import { parseCheckBatch, parseCheckRequest } from '../decision/request';
 import { checkJson, checkMessage } from '../decision/wire';
-import {
-  DecisionServiceService,
-  type CheckPermissionResponse,
-  type DecisionServiceServer,
-} from '../gen/act/v1/decision';
+import { DecisionServiceService, type DecisionServiceServer } from '../gen/act/v1/decision';
 import { addReflection, HealthStatus, ServingStatus } from '../observability/grpc-standard';
 import type { Logger } from '../observability/logger';
 import { createMetrics } from '../observability/metrics';
@@ -181,17 +177,10 @@ export async function startSidecar(
     },
     checkPermissions: (call, cb) => {
       tracked(async () => {
-        const items = call.request.items;
-        if (items.length === 0 || items.length > CHECK_LIMITS.batchItems)
-          throw invalid('items', `items must hold 1-${CHECK_LIMITS.batchItems} checks`);
-        const inputs = items.map((it, i) =>
-          parseCheckRequest({ ...it, token: call.request.token }, `items[${i}].`),
-        );
-        const results: CheckPermissionResponse[] = [];
-        for (const input of await Promise.all(
+        const inputs = parseCheckBatch(call.request.token, call.request.items);
+        const results = await Promise.all(
           inputs.map((i) => checker.check(i).then((o) => checkMessage(i.action, o))),
-        ))
-          results.push(input);
+        );
         return { results };
       }).then(
         (res) => cb(null, res),
@@ -226,18 +215,7 @@ export async function startSidecar(
           send(res, 200, checkJson(input.action, await tracked(() => checker.check(input))));
         } else if (route === 'POST /api/enforcement/check-batch') {
           const body = await readJson(req, 1024 * 1024);
-          if (
-            !Array.isArray(body.items) ||
-            body.items.length === 0 ||
-            body.items.length > CHECK_LIMITS.batchItems
-          ) {
-            throw invalid('items', `items must be an array of 1-${CHECK_LIMITS.batchItems} checks`);
-          }
-          const inputs = body.items.map((it: unknown, i: number) => {
-            if (typeof it !== 'object' || it === null)
-              throw invalid(`items[${i}]`, 'each item must be an object');
-            return parseCheckRequest({ ...(it as object), token: body.token }, `items[${i}].`);
-          });
+          const inputs = parseCheckBatch(body.token, body.items);
           const results = await tracked(() =>
             Promise.all(inputs.map((i) => checker.check(i).then((o) => checkJson(i.action, o)))),
           );

@@ -1,0 +1,111 @@
+/**
+ * Options of the sidecar-injection webhook. They are part of the control plane's options
+ * (`act control-plane --help`): the control plane serves /mutate over HTTPS when
+ * --webhook-addr is set.
+ */
+import { oneOf, parseHostPort, str, type HostPort, type Specs, type Values } from '../common/options';
+
+export interface SecretRef {
+  name: string;
+  key: string;
+}
+
+/** "name" or "name/key" (key defaults to api-key), checked as Kubernetes names. */
+export function parseSecretRef(raw: string, name: string): SecretRef {
+  const [secret, key = 'api-key', ...rest] = raw.trim().split('/');
+  if (
+    rest.length > 0 ||
+    !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(secret ?? '') ||
+    !/^[-._a-zA-Z0-9]{1,253}$/.test(key)
+  )
+    throw new Error(`${name}: expected <secret name> or <secret name>/<key>, got ${JSON.stringify(raw)}`);
+  return { name: secret!, key };
+}
+
+/** Container resources as JSON: {"requests":{"cpu":"50m"},"limits":{"memory":"256Mi"}}. */
+export function parseResources(raw: string, name: string): Record<string, Record<string, string>> {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    throw new Error(`${name}: not valid JSON`);
+  }
+  const ok =
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    Object.entries(v).every(
+      ([k, r]) =>
+        (k === 'requests' || k === 'limits') &&
+        typeof r === 'object' &&
+        r !== null &&
+        !Array.isArray(r) &&
+        Object.values(r).every((q) => typeof q === 'string' && /^[0-9.]+[a-zA-Z]*$/.test(q)),
+    );
+  if (!ok) throw new Error(`${name}: expected {"requests":{...},"limits":{...}} with quantity strings`);
+  return v as Record<string, Record<string, string>>;
+}
+
+const optionalHostPort = (raw: string, name: string): HostPort | undefined =>
+  raw.trim() === '' ? undefined : parseHostPort(raw, name);
+
+export const WEBHOOK_OPTIONS = {
+  webhookAddr: {
+    flag: '--webhook-addr',
+    env: 'ACT_WEBHOOK_ADDR',
+    default: '',
+    parse: optionalHostPort,
+    help: 'serve the sidecar-injection admission webhook (HTTPS POST /mutate) on host:port; empty: disabled',
+  },
+  webhookTlsCert: {
+    flag: '--webhook-tls-cert',
+    env: 'ACT_WEBHOOK_TLS_CERT',
+    default: undefined,
+    parse: str,
+    help: "PEM certificate file of the webhook (its names must include <service>.<namespace>.svc)",
+  },
+  webhookTlsKey: {
+    flag: '--webhook-tls-key',
+    env: 'ACT_WEBHOOK_TLS_KEY',
+    default: undefined,
+    parse: str,
+    help: 'PEM private key file for --webhook-tls-cert',
+  },
+  sidecarImage: {
+    flag: '--sidecar-image',
+    env: 'ACT_SIDECAR_IMAGE',
+    default: undefined,
+    parse: str,
+    help: 'image of the injected sidecar (required with --webhook-addr)',
+  },
+  sidecarControlPlane: {
+    flag: '--sidecar-control-plane',
+    env: 'ACT_SIDECAR_CONTROL_PLANE',
+    default: undefined,
+    parse: str,
+    help: "the control plane's gRPC address as injected sidecars reach it, e.g. act.act.svc:8701 (required with --webhook-addr)",
+  },
+  sidecarKeySecret: {
+    flag: '--sidecar-key-secret',
+    env: 'ACT_SIDECAR_KEY_SECRET',
+    default: 'act-sidecar-key/api-key',
+    parse: parseSecretRef,
+    help: "Secret (in the pod's namespace) holding the SIDECAR-role API key of injected sidecars: name[/key]",
+  },
+  sidecarResources: {
+    flag: '--sidecar-resources',
+    env: 'ACT_SIDECAR_RESOURCES',
+    default: '{"requests":{"cpu":"50m","memory":"96Mi"},"limits":{"memory":"256Mi"}}',
+    parse: parseResources,
+    help: 'resources of the injected sidecar (JSON)',
+  },
+  sidecarProbe: {
+    flag: '--sidecar-probe',
+    env: 'ACT_SIDECAR_PROBE',
+    default: 'exec',
+    parse: oneOf(['exec', 'grpc'] as const),
+    help: 'exec: the sidecar stays on loopback, probes run a gRPC health check inside it; grpc: kubelet gRPC probes, the sidecar listens on the pod IP',
+  },
+} satisfies Specs;
+
+export type WebhookOptions = Values<typeof WEBHOOK_OPTIONS>;
