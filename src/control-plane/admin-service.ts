@@ -523,6 +523,8 @@ export class AdminService {
               token_id: id,
               revoked_at_ms: now,
               expires_at_ms: rec.expires_at_ms,
+              // Scoped sidecars get only their agents' revocations (an empty id goes to every sidecar).
+              agent_id: rec.agent_id,
             }),
           },
         });
