@@ -53,7 +53,7 @@ export const WEBHOOK_OPTIONS = {
   webhookAddr: {
     flag: '--webhook-addr',
     env: 'ACT_WEBHOOK_ADDR',
-    default: '',
+    default: undefined,
     parse: optionalHostPort,
     help: 'serve the sidecar-injection admission webhook (HTTPS POST /mutate) on host:port; empty: disabled',
   },
@@ -62,7 +62,7 @@ export const WEBHOOK_OPTIONS = {
     env: 'ACT_WEBHOOK_TLS_CERT',
     default: undefined,
     parse: str,
-    help: "PEM certificate file of the webhook (its names must include <service>.<namespace>.svc)",
+    help: 'PEM certificate file of the webhook (its names must include <service>.<namespace>.svc)',
   },
   webhookTlsKey: {
     flag: '--webhook-tls-key',

@@ -1,0 +1,209 @@
+/**
+ * Sidecar injection: from an AdmissionRequest for a Pod to the AdmissionResponse with the
+ * JSONPatch that adds the ACT sidecar. Pure (no I/O), so the tests can drive it directly and
+ * through the HTTPS server.
+ *
+ * A pod is injected when it is annotated `act.dev/inject: "true"`; `"false"` (or anything
+ * else) leaves it alone. Injected pods carry `act.dev/status: injected` and a container named
+ * `act-sidecar`: either makes a repeated review (reinvocation, re-applied manifests) a no-op.
+ */
+import { SIDECAR_OPTIONS } from '../sidecar/config';
+import { pointerEscape, type AdmissionRequest, type AdmissionResponse, type JsonPatchOp } from './admission';
+import type { SecretRef } from './config';
+
+export const ANNOTATION_INJECT = 'act.dev/inject';
+export const ANNOTATION_AGENT_IDS = 'act.dev/agent-ids';
+export const ANNOTATION_STATUS = 'act.dev/status';
+export const SIDECAR_CONTAINER = 'act-sidecar';
+export const SIDECAR_VOLUME = 'act-sidecar-data';
+export const SIDECAR_DATA_DIR = '/var/lib/act';
+export const SIDECAR_GRPC_PORT = 8711;
+export const SIDECAR_HTTP_PORT = 8710;
+/** What app containers get, so the SDK finds the sidecar. */
+export const DECISION_ADDR_ENV = 'ACT_SIDECAR_GRPC_ADDR';
+export const DECISION_ADDR = `127.0.0.1:${SIDECAR_GRPC_PORT}`;
+/** The image's non-root user (see the Dockerfile). */
+export const SIDECAR_UID = 10001;
+/** The exec probe: a gRPC health check over loopback, run inside the sidecar container. */
+export const PROBE_SCRIPT = '/app/dist/webhook/grpc-health-probe.js';
+
+export interface InjectionConfig {
+  image: string;
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /** host:port of the control plane's gRPC service as the pod reaches it. */
+  controlPlane: string;
+  sidecarKeySecret: SecretRef;
+  resources: Record<string, Record<string, string>>;
+  probe: 'exec' | 'grpc';
+  logLevel?: string;
+}
+
+interface Container {
+  name?: string;
+  env?: { name?: string }[];
+  [k: string]: unknown;
+}
+
+interface PodLike {
+  metadata?: { name?: string; generateName?: string; annotations?: Record<string, string> };
+  spec?: { containers?: Container[]; volumes?: { name?: string }[] };
+}
+
+const allow = (uid: string, extra: Partial<AdmissionResponse> = {}): AdmissionResponse => ({
+  uid,
+  allowed: true,
+  ...extra,
+});
+
+const deny = (uid: string, message: string): AdmissionResponse => ({
+  uid,
+  allowed: false,
+  status: {
+    status: 'Failure',
+    code: 400,
+    reason: 'BadRequest',
+    message: `act sidecar injection: ${message}`,
+  },
+});
+
+function isPodCreate(req: AdmissionRequest): boolean {
+  return (
+    req.operation === 'CREATE' &&
+    req.kind.group === '' &&
+    req.kind.kind === 'Pod' &&
+    req.resource.resource === 'pods' &&
+    !req.subResource
+  );
+}
+
+/** Decides one review. Never throws for request content: bad pods get a denial with a reason. */
+export function review(req: AdmissionRequest, cfg: InjectionConfig): AdmissionResponse {
+  if (!isPodCreate(req)) return allow(req.uid);
+  const pod = req.object as PodLike | undefined;
+  if (typeof pod !== 'object' || pod === null || Array.isArray(pod))
+    return deny(req.uid, 'request.object is not a Pod');
+  const annotations = pod.metadata?.annotations ?? {};
+  if (typeof annotations !== 'object' || annotations === null)
+    return deny(req.uid, 'metadata.annotations is not an object');
+  if (annotations[ANNOTATION_INJECT] !== 'true') return allow(req.uid);
+  const containers = pod.spec?.containers;
+  if (!Array.isArray(containers) || containers.some((c) => typeof c !== 'object' || c === null))
+    return deny(req.uid, 'spec.containers is not a list of containers');
+  if (annotations[ANNOTATION_STATUS] === 'injected' || containers.some((c) => c.name === SIDECAR_CONTAINER))
+    return allow(req.uid);
+
+  const rawIds = annotations[ANNOTATION_AGENT_IDS];
+  if (typeof rawIds !== 'string' || rawIds.trim() === '')
+    return deny(
+      req.uid,
+      `annotation ${ANNOTATION_AGENT_IDS} is required with ${ANNOTATION_INJECT}: "true" (comma-separated agent ids, or *)`,
+    );
+  let agentIds: string[];
+  try {
+    agentIds = SIDECAR_OPTIONS.agentIds.parse(rawIds, `annotation ${ANNOTATION_AGENT_IDS}`);
+  } catch (err) {
+    return deny(req.uid, (err as Error).message);
+  }
+  const volumes = pod.spec?.volumes;
+  if (volumes !== undefined && !Array.isArray(volumes)) return deny(req.uid, 'spec.volumes is not a list');
+  if (volumes?.some((v) => v?.name === SIDECAR_VOLUME))
+    return deny(req.uid, `the pod already has a volume named ${SIDECAR_VOLUME}`);
+
+  const patch: JsonPatchOp[] = [];
+  // App containers learn where to ask (unless they set it themselves).
+  containers.forEach((c, i) => {
+    if (c.env !== undefined && !Array.isArray(c.env)) return;
+    if (c.env?.some((e) => e?.name === DECISION_ADDR_ENV)) return;
+    const value = { name: DECISION_ADDR_ENV, value: DECISION_ADDR };
+    if (c.env === undefined) patch.push({ op: 'add', path: `/spec/containers/${i}/env`, value: [value] });
+    else patch.push({ op: 'add', path: `/spec/containers/${i}/env/-`, value });
+  });
+  patch.push({ op: 'add', path: '/spec/containers/-', value: sidecarContainer(cfg, agentIds) });
+  const volume = { name: SIDECAR_VOLUME, emptyDir: {} };
+  if (volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: [volume] });
+  else patch.push({ op: 'add', path: '/spec/volumes/-', value: volume });
+  if (pod.metadata?.annotations === undefined)
+    patch.push({ op: 'add', path: '/metadata/annotations', value: { [ANNOTATION_STATUS]: 'injected' } });
+  else
+    patch.push({
+      op: 'add',
+      path: `/metadata/annotations/${pointerEscape(ANNOTATION_STATUS)}`,
+      value: 'injected',
+    });
+
+  return allow(req.uid, {
+    patchType: 'JSONPatch',
+    patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
+    auditAnnotations: { 'sidecar-injected': 'true', 'agent-ids': agentIds.join(',') },
+  });
+}
+
+/** The sidecar container: loopback decision API, replica on an emptyDir, key from a Secret. */
+export function sidecarContainer(cfg: InjectionConfig, agentIds: string[]): Record<string, unknown> {
+  const grpcAddr = cfg.probe === 'grpc' ? `0.0.0.0:${SIDECAR_GRPC_PORT}` : DECISION_ADDR;
+  const env: Record<string, unknown>[] = [
+    { name: 'ACT_CONTROL_PLANE', value: cfg.controlPlane },
+    {
+      name: 'ACT_SIDECAR_KEY',
+      valueFrom: { secretKeyRef: { name: cfg.sidecarKeySecret.name, key: cfg.sidecarKeySecret.key } },
+    },
+    { name: 'ACT_AGENT_IDS', value: agentIds.join(',') },
+    { name: 'ACT_SIDECAR_ID', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
+    { name: 'ACT_DATA_DIR', value: SIDECAR_DATA_DIR },
+    { name: 'ACT_SIDECAR_GRPC_ADDR', value: grpcAddr },
+    { name: 'ACT_SIDECAR_HTTP_ADDR', value: `127.0.0.1:${SIDECAR_HTTP_PORT}` },
+    { name: 'ACT_LOG_LEVEL', value: cfg.logLevel ?? 'info' },
+  ];
+  if (cfg.probe === 'grpc') env.push({ name: 'ACT_SIDECAR_ALLOW_NON_LOOPBACK', value: 'true' });
+
+  const probe = (live: boolean) =>
+    cfg.probe === 'grpc'
+      ? live
+        ? { tcpSocket: { port: SIDECAR_GRPC_PORT } }
+        : { grpc: { port: SIDECAR_GRPC_PORT } }
+      : {
+          exec: {
+            command: ['node', PROBE_SCRIPT, DECISION_ADDR, ...(live ? ['--live'] : [])],
+          },
+        };
+  return {
+    name: SIDECAR_CONTAINER,
+    image: cfg.image,
+    imagePullPolicy: cfg.imagePullPolicy ?? 'IfNotPresent',
+    args: ['sidecar'],
+    env,
+    ...(cfg.probe === 'grpc'
+      ? { ports: [{ name: 'act-grpc', containerPort: SIDECAR_GRPC_PORT, protocol: 'TCP' }] }
+      : {}),
+    resources: cfg.resources,
+    volumeMounts: [{ name: SIDECAR_VOLUME, mountPath: SIDECAR_DATA_DIR }],
+    // Ready once the replica has synced (grpc.health.v1 SERVING); it then keeps serving from disk.
+    readinessProbe: {
+      ...probe(false),
+      initialDelaySeconds: 1,
+      periodSeconds: 5,
+      timeoutSeconds: 3,
+      failureThreshold: 3,
+    },
+    // Alive while the process answers at all (also NOT_SERVING): a control-plane outage must not restart sidecars.
+    livenessProbe: {
+      ...probe(true),
+      initialDelaySeconds: 10,
+      periodSeconds: 20,
+      timeoutSeconds: 5,
+      failureThreshold: 3,
+    },
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: SIDECAR_UID,
+      runAsGroup: SIDECAR_UID,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    // SIGTERM drains in-flight checks and flushes the audit spool.
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}
