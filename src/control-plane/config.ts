@@ -1,5 +1,6 @@
 /** The control plane's options: flags, environment variables and defaults (shown by --help). */
 import { duration, oneOf, parseHostPort, positiveInt, str, type Specs } from '../common/options';
+import { WEBHOOK_OPTIONS } from '../webhook/config';
 
 export const CONTROL_PLANE_OPTIONS = {
   httpAddr: {
@@ -88,4 +89,6 @@ export const CONTROL_PLANE_OPTIONS = {
     parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
     help: 'pino log level',
   },
+  // The sidecar-injection admission webhook (Kubernetes), off unless --webhook-addr is set.
+  ...WEBHOOK_OPTIONS,
 } satisfies Specs;

@@ -23,6 +23,7 @@ import { listenHttp } from '../common/http';
 import { MemoryView } from './memory-view';
 import { SigningKeys } from './signing-keys';
 import { DEFAULT_HUB_CONFIG, SyncHub } from '../sync/hub';
+import { startWebhookServer, webhookConfigFromOptions } from '../webhook/server';
 
 export type ControlPlaneConfig = Values<typeof CONTROL_PLANE_OPTIONS>;
 
@@ -57,6 +58,7 @@ export async function startControlPlane(
     cfg.tlsCert && cfg.tlsKey
       ? { cert: readFileSync(cfg.tlsCert), key: readFileSync(cfg.tlsKey) }
       : undefined;
+  const webhookCfg = webhookConfigFromOptions(cfg); // validated before anything is opened
 
   mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
   const store = await openLmdbStore({ dataDir: cfg.dataDir });
@@ -126,6 +128,7 @@ export async function startControlPlane(
   let ready = false;
   const handler = createHttpApi({ ...deps, isReady: () => ready, maxBodyBytes: cfg.maxBodyBytes });
   const { server: httpServer, port: httpPort } = await listenHttp(handler, { ...cfg.httpAddr, tls });
+  const webhook = webhookCfg && (await startWebhookServer(webhookCfg, logger.child({ component: 'webhook' })));
   ready = true;
   health.set(ServingStatus.SERVING);
   logger.info(
@@ -152,7 +155,7 @@ export async function startControlPlane(
         health.set(ServingStatus.NOT_SERVING);
         health.close();
         hub.stop();
-        await Promise.all([closeHttp(httpServer), shutdownGrpc(grpcServer)]);
+        await Promise.all([closeHttp(httpServer), shutdownGrpc(grpcServer), webhook?.stop()]);
         central.stop();
         view.stop();
         await store.close();
