@@ -3,8 +3,8 @@
  * the store keeps only SHA-256 of the whole key, compared in constant time.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { ActError } from '../common/errors';
-import { newId } from '../common/ids';
+import { ActError, invalid } from '../common/errors';
+import { isId, newId } from '../common/ids';
 import type { Clock } from '../common/clock';
 import type { Store } from '../store/types';
 import type { ApiKeyRecord, RoleName } from './records';
@@ -13,6 +13,8 @@ export interface Principal {
   api_key_id: string;
   name: string;
   role: RoleName;
+  /** Agents a sidecar key may sync; empty = any. */
+  agent_ids: string[];
 }
 
 const KEY_RE = /^actk_(ak_[0-9a-z]{26})_[A-Za-z0-9_-]{43}$/;
@@ -64,7 +66,17 @@ export class Auth {
     return secret;
   }
 
-  async createKey(name: string, role: RoleName): Promise<{ record: ApiKeyRecord; secret: string }> {
+  async createKey(
+    name: string,
+    role: RoleName,
+    agentIds: string[] = [],
+  ): Promise<{ record: ApiKeyRecord; secret: string }> {
+    if (agentIds.length > 0 && role !== 'sidecar')
+      throw invalid('agent_ids', 'agent_ids applies to SIDECAR keys only');
+    if (agentIds.length > 10_000) throw invalid('agent_ids', 'agent_ids may list at most 10000 agents');
+    agentIds.forEach((a, i) => {
+      if (!isId(a, 'agent')) throw invalid(`agent_ids[${i}]`, `agent_ids[${i}] is not an agent id`);
+    });
     const id = newId('ak');
     const secret = newApiKeySecret(id);
     const record: ApiKeyRecord = {
@@ -73,6 +85,7 @@ export class Auth {
       role,
       secret_sha256: sha256(secret),
       created_at_ms: this.clock(),
+      ...(agentIds.length > 0 ? { agent_ids: agentIds } : {}),
     };
     await this.store.write(async (w) => w.put('apikeys', id, record));
     return { record, secret };
@@ -92,7 +105,7 @@ export class Auth {
     const want = Buffer.from(rec?.secret_sha256 ?? sha256('\0no key'), 'hex');
     const got = Buffer.from(sha256(presented), 'hex');
     if (!rec || !timingSafeEqual(want, got)) throw new ActError('UNAUTHENTICATED', 'invalid API key');
-    return { api_key_id: rec.api_key_id, name: rec.name, role: rec.role };
+    return { api_key_id: rec.api_key_id, name: rec.name, role: rec.role, agent_ids: rec.agent_ids ?? [] };
   }
 }
 

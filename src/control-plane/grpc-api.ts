@@ -156,7 +156,7 @@ export function addAdminService(server: grpc.Server, deps: GrpcApiDeps): void {
       const role = roleName(r.role);
       const name = r.name.trim();
       if (name === '' || name.length > 200) throw invalid('name', 'name must be 1-200 characters');
-      const { record, secret } = await auth.createKey(name, role);
+      const { record, secret } = await auth.createKey(name, role, r.agent_ids);
       return { api_key: apiKeyMessage(record), secret };
     }),
     listApiKeys: unary('ListApiKeys', ['admin'], async () => {
@@ -257,5 +257,6 @@ function apiKeyMessage(r: ApiKeyRecord): ApiKey {
     name: r.name,
     role: Role[r.role.toUpperCase() as keyof typeof Role],
     created_at: new Date(r.created_at_ms).toISOString(),
+    agent_ids: r.agent_ids ?? [],
   });
 }

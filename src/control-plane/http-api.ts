@@ -287,7 +287,13 @@ export function createHttpApi(
       const b = await body(c);
       const name = requireString(b.name, 'name', { min: 1, max: LIMITS.name });
       const role = parseRole(b.role);
-      const { record, secret } = await auth.createKey(name, role);
+      if (b.agent_ids !== undefined && !Array.isArray(b.agent_ids))
+        throw invalid('agent_ids', 'agent_ids must be an array of agent ids');
+      const { record, secret } = await auth.createKey(
+        name,
+        role,
+        (b.agent_ids as string[] | undefined) ?? [],
+      );
       send(c.res, 201, { api_key: publicApiKey(record), secret });
     }),
   );
@@ -363,6 +369,7 @@ function publicApiKey(r: import('./records').ApiKeyRecord) {
     name: r.name,
     role: r.role.toUpperCase(),
     created_at: new Date(r.created_at_ms).toISOString(),
+    agent_ids: r.agent_ids ?? [],
   };
 }
 

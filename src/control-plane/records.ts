@@ -38,6 +38,8 @@ export interface ApiKeyRecord {
   role: RoleName;
   secret_sha256: string;
   created_at_ms: number;
+  /** Sidecar keys: the agents the key may sync; absent or empty = any. */
+  agent_ids?: string[];
 }
 
 /** Index keys (table 'index'). */

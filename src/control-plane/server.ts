@@ -128,7 +128,8 @@ export async function startControlPlane(
   let ready = false;
   const handler = createHttpApi({ ...deps, isReady: () => ready, maxBodyBytes: cfg.maxBodyBytes });
   const { server: httpServer, port: httpPort } = await listenHttp(handler, { ...cfg.httpAddr, tls });
-  const webhook = webhookCfg && (await startWebhookServer(webhookCfg, logger.child({ component: 'webhook' })));
+  const webhook =
+    webhookCfg && (await startWebhookServer(webhookCfg, logger.child({ component: 'webhook' })));
   ready = true;
   health.set(ServingStatus.SERVING);
   logger.info(

@@ -89,6 +89,7 @@ export async function startSidecar(
     {
       target: cfg.controlPlane,
       credentials,
+      ...(cfg.tlsServerName ? { channelOptions: { 'grpc.ssl_target_name_override': cfg.tlsServerName } } : {}),
       apiKey,
       sidecarId,
       agentIds: cfg.agentIds,

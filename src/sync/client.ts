@@ -23,6 +23,8 @@ export interface SyncClientConfig {
   /** Control plane gRPC address, host:port. */
   target: string;
   credentials: grpc.ChannelCredentials;
+  /** Extra channel options (e.g. grpc.ssl_target_name_override for --tls-server-name). */
+  channelOptions?: grpc.ChannelOptions;
   /** Bearer API key with the sidecar role. */
   apiKey: string;
   sidecarId: string;
@@ -70,6 +72,7 @@ export class SyncClient {
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      ...this.cfg.channelOptions,
     });
     this.connect();
   }

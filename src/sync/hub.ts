@@ -34,7 +34,9 @@ import { SyncScope } from './scope';
 /** What the hub needs from the control plane (kept narrow so sync/ does not depend on control-plane/). */
 export interface HubDeps {
   store: Store;
-  authenticate(authorization: string | undefined): Promise<{ role: string; name: string }>;
+  authenticate(
+    authorization: string | undefined,
+  ): Promise<{ role: string; name: string; agent_ids: string[] }>;
   /** Creates the approval a sidecar's APPROVAL_REQUIRED decision announced, or consumes one it used. */
   onSidecarDecisions(records: AuditRecord[]): Promise<void>;
   logger: Logger;
@@ -103,6 +105,18 @@ export class SyncHub {
         );
       }
       const hello = await firstMessage(call, 10_000);
+      if (who.agent_ids.length > 0) {
+        // A key limited to some agents may not sync others (nor all).
+        const allowed = new Set(who.agent_ids);
+        const asked = hello.agent_ids.length === 0 ? ['*'] : hello.agent_ids;
+        const outside = asked.filter((a) => !allowed.has(a));
+        if (outside.length > 0) {
+          throw new ActError(
+            'PERMISSION_DENIED',
+            `this sidecar key may sync only its agents; out of scope: ${outside.slice(0, 5).join(', ')}`,
+          );
+        }
+      }
       const session = new Session(call, hello, this, this.deps, this.config);
       this.sessions.add(session);
       this.metrics.connected = this.sessions.size;

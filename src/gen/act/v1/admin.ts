@@ -724,6 +724,8 @@ export interface ApiKey {
   role: Role;
   /** Creation time, RFC 3339. */
   created_at: string;
+  /** SIDECAR keys: the agents the key may sync; empty = any. */
+  agent_ids: string[];
 }
 
 /** CreateApiKeyRequest creates a key. */
@@ -732,6 +734,11 @@ export interface CreateApiKeyRequest {
   name: string;
   /** The role. */
   role: Role;
+  /**
+   * SIDECAR keys only: the agents a sidecar using this key may serve; a Sync
+   * asking for other agents (or for all) is refused. Empty = any agents.
+   */
+  agent_ids: string[];
 }
 
 /** CreateApiKeyResponse returns the secret once. */
@@ -6321,7 +6328,7 @@ export const RotateSigningKeyRequest: MessageFns<RotateSigningKeyRequest> = {
 };
 
 function createBaseApiKey(): ApiKey {
-  return { api_key_id: "", name: "", role: 0, created_at: "" };
+  return { api_key_id: "", name: "", role: 0, created_at: "", agent_ids: [] };
 }
 
 export const ApiKey: MessageFns<ApiKey> = {
@@ -6337,6 +6344,9 @@ export const ApiKey: MessageFns<ApiKey> = {
     }
     if (message.created_at !== "") {
       writer.uint32(34).string(message.created_at);
+    }
+    for (const v of message.agent_ids) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -6386,6 +6396,14 @@ export const ApiKey: MessageFns<ApiKey> = {
             message.created_at = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.agent_ids.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6412,6 +6430,11 @@ export const ApiKey: MessageFns<ApiKey> = {
         : isSet(object.created_at)
         ? globalThis.String(object.created_at)
         : "",
+      agent_ids: globalThis.Array.isArray(object?.agentIds)
+        ? object.agentIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.agent_ids)
+        ? object.agent_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -6429,6 +6452,9 @@ export const ApiKey: MessageFns<ApiKey> = {
     if (message.created_at !== "") {
       obj.createdAt = message.created_at;
     }
+    if (message.agent_ids?.length) {
+      obj.agentIds = message.agent_ids;
+    }
     return obj;
   },
 
@@ -6441,12 +6467,13 @@ export const ApiKey: MessageFns<ApiKey> = {
     message.name = object.name ?? "";
     message.role = object.role ?? 0;
     message.created_at = object.created_at ?? "";
+    message.agent_ids = object.agent_ids?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseCreateApiKeyRequest(): CreateApiKeyRequest {
-  return { name: "", role: 0 };
+  return { name: "", role: 0, agent_ids: [] };
 }
 
 export const CreateApiKeyRequest: MessageFns<CreateApiKeyRequest> = {
@@ -6456,6 +6483,9 @@ export const CreateApiKeyRequest: MessageFns<CreateApiKeyRequest> = {
     }
     if (message.role !== 0) {
       writer.uint32(16).int32(message.role);
+    }
+    for (const v of message.agent_ids) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -6489,6 +6519,14 @@ export const CreateApiKeyRequest: MessageFns<CreateApiKeyRequest> = {
             message.role = reader.int32() as any;
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.agent_ids.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -6505,6 +6543,11 @@ export const CreateApiKeyRequest: MessageFns<CreateApiKeyRequest> = {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       role: isSet(object.role) ? roleFromJSON(object.role) : 0,
+      agent_ids: globalThis.Array.isArray(object?.agentIds)
+        ? object.agentIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.agent_ids)
+        ? object.agent_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -6516,6 +6559,9 @@ export const CreateApiKeyRequest: MessageFns<CreateApiKeyRequest> = {
     if (message.role !== 0) {
       obj.role = roleToJSON(message.role);
     }
+    if (message.agent_ids?.length) {
+      obj.agentIds = message.agent_ids;
+    }
     return obj;
   },
 
@@ -6526,6 +6572,7 @@ export const CreateApiKeyRequest: MessageFns<CreateApiKeyRequest> = {
     const message = createBaseCreateApiKeyRequest();
     message.name = object.name ?? "";
     message.role = object.role ?? 0;
+    message.agent_ids = object.agent_ids?.map((e) => e) || [];
     return message;
   },
 };
