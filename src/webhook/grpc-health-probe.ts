@@ -9,6 +9,8 @@
  *   default  exit 0 when the status is SERVING (readiness: the replica has synced)
  *   --live   exit 0 when the server answers at all, also NOT_SERVING (liveness: the process is
  *            responsive; a control-plane outage must not restart sidecars)
+ *   --auto   the image's HEALTHCHECK: tries the control plane's gRPC port (ACT_GRPC_ADDR), then the
+ *            sidecar's (ACT_SIDECAR_GRPC_ADDR), on loopback
  * Exit 1 otherwise, with the reason on stderr (kubelet shows it in the pod's events).
  */
 import * as grpc from '@grpc/grpc-js';
@@ -35,11 +37,30 @@ export function probe(
   });
 }
 
+/** Loopback targets for `--auto` (the image's HEALTHCHECK): the control plane's gRPC port, then the sidecar's. */
+export function autoTargets(env: NodeJS.ProcessEnv): string[] {
+  const loop = (addr: string) => addr.replace(/^(0\.0\.0\.0|\[::\]|::):/, '127.0.0.1:');
+  const sidecar = (env.ACT_SIDECAR_GRPC_ADDR ?? '127.0.0.1:8711').split(',')[0]!.trim();
+  return [loop(env.ACT_GRPC_ADDR ?? '127.0.0.1:8701'), loop(sidecar)];
+}
+
 if (require.main === module) {
   const args = process.argv.slice(2);
-  const target = args.find((a) => !a.startsWith('--')) ?? '127.0.0.1:8711';
-  void probe(target, args.includes('--live')).then(({ ok, detail }) => {
-    (ok ? process.stdout : process.stderr).write(`${target}: ${detail}\n`);
-    process.exitCode = ok ? 0 : 1;
-  });
+  const live = args.includes('--live');
+  const targets = args.includes('--auto')
+    ? autoTargets(process.env)
+    : [args.find((a) => !a.startsWith('--')) ?? '127.0.0.1:8711'];
+  void (async () => {
+    const details: string[] = [];
+    for (const t of targets) {
+      const { ok, detail } = await probe(t, live);
+      details.push(`${t}: ${detail}`);
+      if (ok) {
+        process.stdout.write(`${t}: ${detail}\n`);
+        return;
+      }
+    }
+    process.stderr.write(`${details.join('; ')}\n`);
+    process.exitCode = 1;
+  })();
 }
