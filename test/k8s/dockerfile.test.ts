@@ -1,8 +1,8 @@
 /**
  * The Dockerfile: `dockerfile-utils lint` clean (it exits 0 on warnings, so any output fails),
  * and the properties the chart and the webhook rely on (non-root uid 10001, entrypoint, probe
- * script, a build context that holds what the Dockerfile copies). No image is built here: our
- * CI machines have no container engine registry access (see the README's Kubernetes section).
+ * script, a build context that holds what the Dockerfile copies). No image is built here: CI has
+ * no container registry to pull the node base image from (see the README's Kubernetes section).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
