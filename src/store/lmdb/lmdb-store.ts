@@ -102,7 +102,12 @@ export async function openLmdbStore(config: LmdbStoreConfig): Promise<Store> {
 }
 
 class LmdbStore implements Store {
+  /** Serializes write transactions up to their commit (not their flush). */
   private tail: Promise<unknown> = Promise.resolve();
+  /** Announces commits in revision order once each is durable. */
+  private announced: Promise<unknown> = Promise.resolve();
+  /** Highest committed revision (may not be flushed or announced yet). */
+  private committed: number;
   private readonly listeners = new Set<(e: CommitEvent) => void>();
   private closed = false;
 
@@ -116,7 +121,9 @@ class LmdbStore implements Store {
     private current: number,
     private oldest: number,
     private readonly retention: number,
-  ) {}
+  ) {
+    this.committed = current;
+  }
 
   async revision(): Promise<number> {
     return this.current;
@@ -142,11 +149,18 @@ class LmdbStore implements Store {
     if (this.closed) return Promise.reject(new Error('store is closed'));
     const run = this.tail.then(() => this.runWrite(fn));
     // The chain must survive a failed write; the caller still sees the rejection via `run`.
+    // The next writer starts once this one has committed; the flush to disk is awaited
+    // outside the chain, so concurrent writers share one fsync (group commit).
     this.tail = run.catch(() => undefined);
-    return run;
+    return run.then(async (r) => {
+      await r.durable;
+      return { result: r.result, revision: r.revision };
+    });
   }
 
-  private async runWrite<R>(fn: (w: StoreWriter) => Promise<R>): Promise<{ result: R; revision: number }> {
+  private async runWrite<R>(
+    fn: (w: StoreWriter) => Promise<R>,
+  ): Promise<{ result: R; revision: number; durable: Promise<unknown> }> {
     const buffer = new Map<TableName, Map<string, Pending>>();
     const changes: Change[] = [];
     let open = true;
@@ -192,9 +206,9 @@ class LmdbStore implements Store {
     }
     let wrote = false;
     for (const m of buffer.values()) if (m.size > 0) wrote = true;
-    if (!wrote && changes.length === 0) return { result, revision: this.current };
+    if (!wrote && changes.length === 0) return { result, revision: this.committed, durable: this.announced };
 
-    const rev = this.current + 1;
+    const rev = this.committed + 1;
     const encoded = changes.map((c) => Change.encode(c).finish());
     const trimTo = rev - this.retention; // log keys <= trimTo fall out of retention
     // childTransaction, not transaction: lmdb-js batches a transaction() callback with
@@ -212,19 +226,23 @@ class LmdbStore implements Store {
       for (let r = this.oldest; r <= trimTo; r++) this.changelog.removeSync(r);
       this.meta.putSync('revision', rev);
     });
-    await this.root.flushed; // durable before anyone (caller, sidecars) hears of it
-    this.current = rev;
-    if (trimTo >= this.oldest) this.oldest = trimTo + 1;
-
-    const event: CommitEvent = { revision: rev, changes };
-    for (const l of [...this.listeners]) {
-      try {
-        l(event);
-      } catch {
-        // A faulty listener must not fail a committed write or starve the others.
+    this.committed = rev;
+    const flushed = this.root.flushed;
+    // Durable before anyone (caller, sidecars) hears of it; announced strictly in revision order.
+    const durable = (this.announced = this.announced.then(async () => {
+      await flushed;
+      this.current = rev;
+      if (trimTo >= this.oldest) this.oldest = trimTo + 1;
+      const event: CommitEvent = { revision: rev, changes };
+      for (const l of [...this.listeners]) {
+        try {
+          l(event);
+        } catch {
+          // A faulty listener must not fail a committed write or starve the others.
+        }
       }
-    }
-    return { result, revision: rev };
+    }));
+    return { result, revision: rev, durable };
   }
 
   async changesSince(revision: number, limit = DEFAULT_CHANGES_LIMIT): Promise<ChangeEntry[] | 'too-old'> {
@@ -252,6 +270,7 @@ class LmdbStore implements Store {
     if (this.closed) return;
     this.closed = true;
     await this.tail; // let queued writes finish
+    await this.announced;
     await this.audit.drain();
     this.listeners.clear();
     await this.root.close();
