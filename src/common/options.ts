@@ -117,3 +117,12 @@ export function oneOf<T extends string>(values: readonly T[]) {
     return raw as T;
   };
 }
+
+/** --log-level / ACT_LOG_LEVEL, shared by every process. */
+export const LOG_LEVEL_OPTION = {
+  flag: '--log-level',
+  env: 'ACT_LOG_LEVEL',
+  default: 'info',
+  parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+  help: 'pino log level',
+};

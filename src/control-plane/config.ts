@@ -1,5 +1,5 @@
 /** The control plane's options: flags, environment variables and defaults (shown by --help). */
-import { duration, oneOf, parseHostPort, positiveInt, str, type Specs } from '../common/options';
+import { duration, LOG_LEVEL_OPTION, parseHostPort, positiveInt, str, type Specs } from '../common/options';
 import { WEBHOOK_OPTIONS } from '../webhook/config';
 
 export const CONTROL_PLANE_OPTIONS = {
@@ -82,13 +82,7 @@ export const CONTROL_PLANE_OPTIONS = {
     parse: duration,
     help: 'how often Sync streams carry a heartbeat (sidecars judge staleness by it)',
   },
-  logLevel: {
-    flag: '--log-level',
-    env: 'ACT_LOG_LEVEL',
-    default: 'info',
-    parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
-    help: 'pino log level',
-  },
+  logLevel: LOG_LEVEL_OPTION,
   // The sidecar-injection admission webhook (Kubernetes), off unless --webhook-addr is set.
   ...WEBHOOK_OPTIONS,
 } satisfies Specs;

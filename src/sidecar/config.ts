@@ -1,5 +1,5 @@
 /** The sidecar's options: flags, environment variables and defaults (shown by --help). */
-import { duration, oneOf, positiveInt, str, type Specs } from '../common/options';
+import { duration, oneOf, positiveInt, str, type Specs, LOG_LEVEL_OPTION } from '../common/options';
 
 /** A list of listen addresses: "127.0.0.1:8711", "unix:/run/act.sock", or both comma-separated. */
 export function parseListenList(raw: string, name: string): string[] {
@@ -137,11 +137,5 @@ export const SIDECAR_OPTIONS = {
     parse: oneOf(['true', 'false'] as const),
     help: 'allow the decision API on a non-loopback address (it has no authentication of its own)',
   },
-  logLevel: {
-    flag: '--log-level',
-    env: 'ACT_LOG_LEVEL',
-    default: 'info',
-    parse: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
-    help: 'pino log level',
-  },
+  logLevel: LOG_LEVEL_OPTION,
 } satisfies Specs;

@@ -89,7 +89,9 @@ export async function startSidecar(
     {
       target: cfg.controlPlane,
       credentials,
-      ...(cfg.tlsServerName ? { channelOptions: { 'grpc.ssl_target_name_override': cfg.tlsServerName } } : {}),
+      ...(cfg.tlsServerName
+        ? { channelOptions: { 'grpc.ssl_target_name_override': cfg.tlsServerName } }
+        : {}),
       apiKey,
       sidecarId,
       agentIds: cfg.agentIds,
