@@ -14,6 +14,10 @@ import * as store from './store.bench';
 import * as token from './token.bench';
 import * as replica from './replica.bench';
 import * as spool from './spool.bench';
+import * as sidecar from './sidecar.bench';
+import * as propagation from './propagation.bench';
+import * as coldstart from './coldstart.bench';
+import * as auditDrain from './audit-drain.bench';
 
 /**
  * How a module's numbers read. A rate (`ops/s`, `records/s`, …) gets a derived ns-per-item
@@ -78,6 +82,35 @@ export const MODULES: BenchModule[] = [
     describe: spool.describe,
     run: spool.run,
     unit: spool.unit,
+  },
+  // End to end: real `act` processes from dist/ (or ACT_BENCH_DIST); `npm run build` first.
+  {
+    name: 'sidecar',
+    describe: sidecar.describe,
+    run: sidecar.run,
+    unit: sidecar.unit,
+    notes: sidecar.notes,
+  },
+  {
+    name: 'propagation',
+    describe: propagation.describe,
+    run: propagation.run,
+    unit: propagation.unit,
+    notes: propagation.notes,
+  },
+  {
+    name: 'coldstart',
+    describe: coldstart.describe,
+    run: coldstart.run,
+    unit: coldstart.unit,
+    notes: coldstart.notes,
+  },
+  {
+    name: 'audit-drain',
+    describe: auditDrain.describe,
+    run: auditDrain.run,
+    unit: auditDrain.unit,
+    notes: auditDrain.notes,
   },
 ];
 

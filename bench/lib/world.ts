@@ -1,0 +1,101 @@
+/**
+ * The seed's world for the end-to-end benches, created over REST on a running control plane:
+ * the seed's agent, the seed's Customer Support Policy without allowed_hours (ALLOW at any
+ * hour) and with limits no bench reaches, and a token. `CHECK` is the seed's check request.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { DecisionServiceClient, type CheckPermissionResponse } from '../../src/gen/act/v1/decision';
+import { expectOk, waitFor, type Rest } from './procs';
+
+export const CHECK = {
+  action: 'read:customer_profile',
+  resource: 'customer_54321',
+  context: { ip: '10.0.1.50', reason: 'User inquiry about order status' },
+};
+
+export const BENCH_POLICY = {
+  name: 'Customer Support Policy (bench)',
+  capabilities: [
+    'read:customer_profile',
+    'read:order_history',
+    'create:support_ticket',
+    'update:ticket_status',
+  ],
+  constraints: { max_actions_per_day: 1_000_000_000, rate_limit: '1000000 per second' },
+};
+
+export interface World {
+  agentId: string;
+  policyId: string;
+  token: string;
+  tokenId: string;
+}
+
+export async function createWorld(api: Rest): Promise<World> {
+  const agent = await expectOk(
+    api('POST', '/api/agents', {
+      name: 'Customer Support Agent',
+      description: 'Handles tier-1 customer inquiries',
+      metadata: { team: 'customer-success', environment: 'production' },
+    }),
+    201,
+    'create agent',
+  );
+  const policy = await expectOk(api('POST', '/api/policies', BENCH_POLICY), 201, 'create policy');
+  const token = await issue(api, agent.agent_id, policy.policy_id);
+  return { agentId: agent.agent_id, policyId: policy.policy_id, ...token };
+}
+
+export async function issue(
+  api: Rest,
+  agentId: string,
+  policyId: string,
+): Promise<{ token: string; tokenId: string }> {
+  const t = await expectOk(
+    api('POST', '/api/tokens', {
+      agent_id: agentId,
+      policy_ids: [policyId],
+      expires_at: new Date(Date.now() + 30 * 86_400_000).toISOString().slice(0, 19) + 'Z',
+      metadata: { issued_by: 'bench@example.com', purpose: 'benchmark' },
+    }),
+    201,
+    'issue token',
+  );
+  return { token: t.token, tokenId: t.token_id };
+}
+
+/** One gRPC CheckPermission from this process (setup and polling only, never timed). */
+export function checkOnce(
+  target: string,
+  token: string,
+  timeoutMs = 5_000,
+): Promise<CheckPermissionResponse> {
+  const client = new DecisionServiceClient(target, grpc.credentials.createInsecure(), {
+    'grpc.initial_reconnect_backoff_ms': 5,
+    'grpc.max_reconnect_backoff_ms': 20,
+  });
+  return new Promise<CheckPermissionResponse>((resolve, reject) =>
+    client.checkPermission(
+      { token, ...CHECK, approval_id: '' },
+      new grpc.Metadata({ waitForReady: true }),
+      { deadline: Date.now() + timeoutMs },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    ),
+  ).finally(() => client.close());
+}
+
+/** Polls until `target` answers ALLOW for `token`; returns that answer. */
+export function waitAllow(
+  target: string,
+  token: string,
+  timeoutMs = 30_000,
+): Promise<CheckPermissionResponse> {
+  return waitFor(
+    `ALLOW from ${target}`,
+    async () => {
+      const r = await checkOnce(target, token);
+      return r.allowed ? r : undefined;
+    },
+    { timeoutMs, intervalMs: 50 },
+  );
+}
