@@ -139,6 +139,7 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
       ['c64_rps', (r) => r.c64?.rps],
       ['c64_p50_us', (r) => r.c64?.p50_us],
       ['c64_p99_us', (r) => r.c64?.p99_us],
+      ['c1_cpu_us', (r) => r.c1!.server_cpu_us_per_call[0]],
       ['c16_cpu_us', (r) => r.c16?.server_cpu_us_per_call[0]],
       ['c64_cpu_us', (r) => r.c64?.server_cpu_us_per_call[0]],
       ['c64_cp_cpu_us', (r) => r.c64?.server_cpu_us_per_call[1]],
