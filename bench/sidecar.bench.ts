@@ -11,9 +11,12 @@
  * One load generator (bench/lib/loadgen.ts, its own process, one grpc-js connection) drives
  * every target over TCP and over a unix socket: latency with 1 call in flight, throughput with
  * 16 and 64 in flight, and server CPU µs per call from /proc/<pid>/stat around the timed part
- * (10 ms ticks: the throughput runs are long enough for ±2 %). The sidecar's figures include
+ * (10 ms ticks: a throughput run of ≥ 2 s of server CPU is within ±1 %). The sidecar's figures include
  * shipping its audit records to the control plane, which runs on the same machine (its CPU per
- * call is shown as `cp_cpu`); the spool is drained between runs.
+ * call is shown as `cp_cpu`); the spool is drained between runs. The full run makes two rounds,
+ * each running every target in turn (and the floor again); each figure is the best of the rounds
+ * (lowest latency and CPU, highest throughput), the closest to the uncontended cost on a shared
+ * machine. Quick: one round, fewer calls, and over the unix socket latency only.
  *
  * Run standalone with `npx tsx bench/sidecar.bench.ts [--quick]`.
  */
@@ -35,7 +38,7 @@ export const describe =
   'CheckPermission over gRPC against a grpc-js echo server (same response bytes) and `act sidecar` at audit ' +
   'durability os and disk, driven by one load generator in its own process, over TCP and a unix socket: ' +
   'latency at 1 in flight, throughput at 16/64 in flight, server CPU µs per call from /proc; ' +
-  'floor for disk: 100-byte write + fdatasync on the same filesystem.';
+  'floor for disk: 100-byte write + fdatasync on the same filesystem. Best of 2 interleaved rounds (1 quick).';
 
 export function unit(key: string): string {
   if (key.includes('cpu_us')) return 'µs CPU/call';
@@ -58,20 +61,22 @@ function phases(quick: boolean, transport: 'tcp' | 'unix'): Phase[] {
         { name: 'c64', concurrency: 64, warmup: 300, count: 4000, durationMs: 900 },
       ]
     : [
-        { name: 'c1', concurrency: 1, warmup: 1000, count: 10_000, durationMs: 8000 },
-        { name: 'c16', concurrency: 16, warmup: 2000, count: 40_000, durationMs: 8000 },
-        { name: 'c64', concurrency: 64, warmup: 2000, count: 40_000, durationMs: 8000 },
+        { name: 'c1', concurrency: 1, warmup: 1000, count: 5000, durationMs: 4000 },
+        { name: 'c16', concurrency: 16, warmup: 2000, count: 20_000, durationMs: 5000 },
+        { name: 'c64', concurrency: 64, warmup: 2000, count: 25_000, durationMs: 5000 },
       ];
 }
 
 export async function run(opts: { quick: boolean }): Promise<Record<string, number>> {
   requireDist();
   const scope = new Scope();
-  const raw: Record<string, Record<string, PhaseResult>> = {}; // `${transport}.${target}` → phase → result
+  // `${transport}.${target}` → one phase → result map per round
+  const raw: Record<string, Record<string, PhaseResult>[]> = {};
+  const floors: { p50: number; p99: number }[] = [];
   const out: Record<string, number> = {};
+  const rounds = opts.quick ? 1 : 2;
   try {
     const root = scope.dir('sidecar');
-    const floor = fdatasyncFloor(root, opts.quick ? 500 : 2000);
 
     const cp = await startControlPlane(scope, path.join(root, 'cp'));
     const world = await createWorld(cp.api);
@@ -96,40 +101,46 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
       disk: { pids: [sidecars.disk.proc.pid, cp.proc.pid], tcp: sidecars.disk.tcp, unix: sidecars.disk.unix },
     };
 
-    for (const transport of TRANSPORTS) {
-      for (const target of TARGETS) {
-        const t = targets[target];
-        const args: LoadArgs = {
-          target: t[transport],
-          tokens: [world.token],
-          ...CHECK,
-          phases: phases(opts.quick, transport),
-          serverPids: t.pids,
-        };
-        const results = await runLoad(scope, args, `loadgen ${target} ${transport}`);
-        raw[`${transport}.${target}`] = Object.fromEntries(results.map((r) => [r.phase, r]));
-        if (target !== 'echo') {
-          // Let the audit records reach the control plane before the next run.
-          const url = sidecars[target].url;
-          await waitFor(
-            'audit spool drained',
-            async () => ((await metric(url, 'act_audit_spool_depth')) === 0 ? true : undefined),
-            { timeoutMs: 120_000, intervalMs: 50 },
+    // Rounds interleave the targets, so each sees the machine in a similar state; a figure is the
+    // best of the rounds (lowest latency and CPU, highest throughput): on a shared machine the
+    // best is the closest to the uncontended cost.
+    for (let round = 1; round <= rounds; round++) {
+      floors.push(fdatasyncFloor(root, opts.quick ? 500 : 2000));
+      for (const transport of TRANSPORTS) {
+        for (const target of TARGETS) {
+          const t = targets[target];
+          const args: LoadArgs = {
+            target: t[transport],
+            tokens: [world.token],
+            ...CHECK,
+            phases: phases(opts.quick, transport),
+            serverPids: t.pids,
+          };
+          const results = await runLoad(scope, args, `loadgen ${target} ${transport}`);
+          const r = Object.fromEntries(results.map((x) => [x.phase, x]));
+          (raw[`${transport}.${target}`] ??= []).push(r);
+          if (target !== 'echo') {
+            // Let the audit records reach the control plane before the next run.
+            const url = sidecars[target].url;
+            await waitFor(
+              'audit spool drained',
+              async () => ((await metric(url, 'act_audit_spool_depth')) === 0 ? true : undefined),
+              { timeoutMs: 120_000, intervalMs: 50 },
+            );
+          }
+          console.log(
+            `  ${rounds > 1 ? `round ${round} ` : ''}${target.padEnd(4)} ${transport.padEnd(4)} c1 p50 ${r.c1!.p50_us} µs p99 ${r.c1!.p99_us} µs` +
+              (r.c64
+                ? ` | c16 ${r.c16!.rps}/s | c64 ${r.c64.rps}/s, server ${r.c64.server_cpu_us_per_call[0]} µs CPU/call, ` +
+                  `client ${r.c64.client_cpu_us_per_call} µs CPU/call`
+                : ' (quick: no throughput run over unix)'),
           );
         }
-        const r = raw[`${transport}.${target}`]!;
-        console.log(
-          `  ${target.padEnd(4)} ${transport.padEnd(4)} c1 p50 ${r.c1!.p50_us} µs p99 ${r.c1!.p99_us} µs` +
-            (r.c64
-              ? ` | c16 ${r.c16!.rps}/s | c64 ${r.c64.rps}/s, server ${r.c64.server_cpu_us_per_call[0]} µs CPU/call, ` +
-                `client ${r.c64.client_cpu_us_per_call} µs CPU/call`
-              : ' (quick: no throughput run over unix)'),
-        );
       }
     }
 
-    out['fdatasync_p50_us'] = floor.p50;
-    out['fdatasync_p99_us'] = floor.p99;
+    out['fdatasync_p50_us'] = Math.min(...floors.map((f) => f.p50));
+    out['fdatasync_p99_us'] = Math.min(...floors.map((f) => f.p99));
     const metrics: [string, (r: Record<string, PhaseResult>) => number | undefined][] = [
       ['c1_p50_us', (r) => r.c1!.p50_us],
       ['c1_p90_us', (r) => r.c1!.p90_us],
@@ -148,8 +159,9 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
     for (const transport of TRANSPORTS)
       for (const [name, get] of metrics)
         for (const target of TARGETS) {
-          const v = get(raw[`${transport}.${target}`]!);
-          if (v !== undefined) out[`${transport}.${name}.${target}`] = v;
+          const vs = raw[`${transport}.${target}`]!.map(get).filter((v): v is number => v !== undefined);
+          if (vs.length > 0)
+            out[`${transport}.${name}.${target}`] = name.includes('rps') ? Math.max(...vs) : Math.min(...vs);
         }
     return out;
   } finally {
