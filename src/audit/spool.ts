@@ -94,6 +94,8 @@ interface Waiter {
 }
 
 const ACKED_FILE = 'acked';
+/** The acked mark is rewritten at most this often (see advanceDone). */
+const MARK_INTERVAL_MS = 1000;
 const silent: SpoolLogger = { warn: () => undefined, error: () => undefined };
 
 /**
@@ -137,6 +139,8 @@ export class AuditSpool {
   private headSegment: number;
   private failed: Error | undefined;
   private closing = false;
+  private markWrittenAt = 0;
+  private markTimer: NodeJS.Timeout | undefined;
   private batchCounter = 0;
   private dropped = 0;
   private syncs = 0;
@@ -379,6 +383,11 @@ export class AuditSpool {
     if (this.closing) return;
     this.closing = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.markTimer) {
+      clearTimeout(this.markTimer);
+      this.markTimer = undefined;
+      this.writeAckedMarker();
+    }
     try {
       await this.flush();
     } finally {
@@ -465,8 +474,18 @@ export class AuditSpool {
       ix.shift();
     }
     if (this.done === before) return;
-    this.writeAckedMarker();
-    this.removeDoneSegments();
+    // The mark is rewritten at most once a second (a write and a rename per ack would cost
+    // more than shipping the records), but always before a segment it points past is deleted.
+    if (this.segmentsDone().length > 0 || performance.now() - this.markWrittenAt >= MARK_INTERVAL_MS) {
+      this.writeAckedMarker();
+      this.removeDoneSegments();
+    } else if (this.markTimer === undefined) {
+      this.markTimer = setTimeout(() => {
+        this.markTimer = undefined;
+        if (!this.closing) this.writeAckedMarker();
+      }, MARK_INTERVAL_MS);
+      this.markTimer.unref();
+    }
   }
 
   /**
@@ -474,6 +493,7 @@ export class AuditSpool {
    * control plane stores by audit id.
    */
   private writeAckedMarker(): void {
+    this.markWrittenAt = performance.now();
     const file = path.join(this.cfg.dir, ACKED_FILE);
     writeFileSync(`${file}.tmp`, `${JSON.stringify(this.done)}\n`);
     renameSync(`${file}.tmp`, file);
@@ -486,9 +506,14 @@ export class AuditSpool {
 
   /** Deletes segments older than both the oldest unacked record and the chain head. */
   private removeDoneSegments(): void {
+    const done = this.segmentsDone();
+    if (done.length > 0) this.log.remove(done);
+  }
+
+  /** Segments older than both the oldest unacked record and the chain head. */
+  private segmentsDone(): number[] {
     const ix = this.index;
     const keepFrom = Math.min(this.headSegment, ix.length > 0 ? ix.segment(ix.head) : Infinity);
-    const done = this.log.segmentIds().filter((id) => id < keepFrom);
-    if (done.length > 0) this.log.remove(done);
+    return this.log.segmentIds().filter((id) => id < keepFrom);
   }
 }

@@ -5,9 +5,9 @@
  */
 import { ConfigError, parseOptions, renderHelp, type Specs } from '../common/options';
 import { CONTROL_PLANE_OPTIONS } from '../control-plane/config';
-import { startControlPlane, type ControlPlaneConfig } from '../control-plane/server';
+import type { ControlPlaneConfig } from '../control-plane/server';
 import { SIDECAR_OPTIONS } from '../sidecar/config';
-import { startSidecar, type SidecarConfig } from '../sidecar/server';
+import type { SidecarConfig } from '../sidecar/server';
 import { createLogger, type Logger } from '../observability/logger';
 import { VERSION } from '../common/version';
 import { CLI_HELP, runCli } from '../cli/cli';
@@ -61,7 +61,12 @@ async function runControlPlane(args: string[]): Promise<number> {
       'Runs the ACT control plane: the source of truth for agents, policies, tokens, approvals and audit.',
     specs: CONTROL_PLANE_OPTIONS,
     component: 'control-plane',
-    start: (cfg, logger) => startControlPlane(cfg as ControlPlaneConfig, logger),
+    // Loaded on demand: a sidecar never loads the control plane's modules, nor the reverse.
+    start: (cfg, logger) => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const m = require('../control-plane/server') as typeof import('../control-plane/server');
+      return m.startControlPlane(cfg as ControlPlaneConfig, logger);
+    },
   });
 }
 
@@ -72,7 +77,11 @@ async function runSidecar(args: string[]): Promise<number> {
       'Runs an ACT sidecar: answers CheckPermission on loopback from a local replica kept in sync with the control plane, and spools audit records durably before it answers.',
     specs: SIDECAR_OPTIONS,
     component: 'sidecar',
-    start: (cfg, logger) => startSidecar(cfg as SidecarConfig, logger),
+    start: (cfg, logger) => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const m = require('../sidecar/server') as typeof import('../sidecar/server');
+      return m.startSidecar(cfg as SidecarConfig, logger);
+    },
   });
 }
 

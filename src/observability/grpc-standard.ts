@@ -8,10 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import type { ReflectionService } from '@grpc/reflection';
 import {
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthService,
@@ -40,13 +37,26 @@ const REFLECTION_V1 = 'grpc.reflection.v1.ServerReflection';
  */
 function reflectionFileDescriptors(): Buffer[] {
   const dir = path.join(path.dirname(require.resolve('@grpc/reflection')), '../proto');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { loadSync } = require('@grpc/proto-loader') as typeof import('@grpc/proto-loader');
   const def = loadSync('grpc/reflection/v1/reflection.proto', { includeDirs: [dir] });
   // Message entries carry the file's descriptor (service entries do not).
   const msg = def['grpc.reflection.v1.ServerReflectionRequest'] as { fileDescriptorProtos?: Buffer[] };
   return msg.fileDescriptorProtos ?? [];
 }
 
+/**
+ * Adds reflection to a server (also after it is listening: grpc-js looks handlers up per
+ * call). Its modules (protobufjs through proto-loader, descriptor schemas) are loaded here
+ * and not at import time, so a sidecar can serve checks before they have loaded.
+ */
 export function addReflection(server: grpc.Server, services: string[]): void {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { ReflectionService: Reflection } = require('@grpc/reflection') as typeof import('@grpc/reflection');
+  const { fromBinary, toBinary } = require('@bufbuild/protobuf') as typeof import('@bufbuild/protobuf');
+  const { FileDescriptorProtoSchema, FileDescriptorSetSchema } =
+    require('@bufbuild/protobuf/wkt') as typeof import('@bufbuild/protobuf/wkt');
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const set = fromBinary(FileDescriptorSetSchema, readFileSync(descriptorSetPath()));
   const fileDescriptorProtos = set.file.map((f) => toBinary(FileDescriptorProtoSchema, f));
   // ReflectionService reads `fileDescriptorProtos` from each entry of a package definition.
@@ -55,7 +65,7 @@ export function addReflection(server: grpc.Server, services: string[]): void {
     reflection: { fileDescriptorProtos: reflectionFileDescriptors() },
   } as unknown as ConstructorParameters<typeof ReflectionService>[0];
   const listed = services.includes(REFLECTION_V1) ? services : [...services, REFLECTION_V1];
-  new ReflectionService(pkg, { services: listed }).addToServer(server);
+  new Reflection(pkg, { services: listed }).addToServer(server);
 }
 
 /** A Health service whose statuses the process sets as it starts and drains. */

@@ -80,6 +80,8 @@ export interface ReplicaWriter {
 const DEFAULT_AGENT_CACHE = 10_000;
 /** lastContactMs is persisted at most this often. */
 const TOUCH_PERSIST_INTERVAL_MS = 1000;
+/** Usage counters are written to disk at most this often. */
+const COUNTER_FLUSH_MS = 250;
 const RATE_PREFIX = 'r:';
 const DAILY_PREFIX = 'd:';
 
@@ -120,6 +122,9 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
   private readonly rates = new Map<string, number>();
   private readonly daily = new Map<string, DailyEntry>();
   private counterWriteErrors = 0;
+  /** Counter keys changed since the last flush to disk. */
+  private readonly dirtyCounters = new Set<string>();
+  private counterTimer: NodeJS.Timeout | undefined;
   private readonly onCounterWriteError = () => {
     this.counterWriteErrors++;
   };
@@ -274,16 +279,17 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
   }
 
   /**
-   * Applies an ALLOW's usage in memory (what the next check reads) and writes it through
-   * to the `counters` db. The writes are not awaited: lmdb-js batches them into its next
-   * commit, so a crash may lose the last few milliseconds of usage and let a few actions
-   * over a budget after a restart. That is the price of keeping disk I/O off the check path.
+   * Applies an ALLOW's usage in memory (what the next check reads) and marks it for the
+   * `counters` db, which is written in one commit every COUNTER_FLUSH_MS (and on close).
+   * A crash may lose the last fraction of a second of usage and let a few actions over a
+   * budget after a restart. That is the price of keeping disk I/O off the check path: a
+   * commit (and its fsync) per check would cost more than the check itself.
    */
   applyUsage(updates: readonly CounterUpdate[]): void {
     for (const u of updates) {
       if (u.kind === 'rate') {
         this.rates.set(u.key, u.tat);
-        this.persistCounter(RATE_PREFIX + u.key, u.tat);
+        this.markDirty(RATE_PREFIX + u.key);
       } else {
         let d = this.daily.get(u.key);
         if (d !== undefined && d.day === u.day) d.count++;
@@ -291,7 +297,7 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
           d = { day: u.day, count: 1, expiresAtMs: u.expiresAtMs };
           this.daily.set(u.key, d);
         }
-        this.persistCounter(DAILY_PREFIX + u.key, [d.day, d.count, d.expiresAtMs]);
+        this.markDirty(DAILY_PREFIX + u.key);
       }
     }
   }
@@ -316,10 +322,31 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
     return dropped;
   }
 
-  private persistCounter(key: string, value: unknown): void {
-    if (this.closed) return;
-    // Deliberately not awaited (see applyUsage); a failure is counted, not thrown.
-    this.counters.put(key, value).catch(this.onCounterWriteError);
+  private markDirty(key: string): void {
+    this.dirtyCounters.add(key);
+    if (this.counterTimer === undefined && !this.closed) {
+      this.counterTimer = setTimeout(() => this.flushCounters(), COUNTER_FLUSH_MS);
+      this.counterTimer.unref();
+    }
+  }
+
+  /** Writes the counters changed since the last flush, in one batch (one commit). */
+  private flushCounters(): void {
+    this.counterTimer = undefined;
+    if (this.closed || this.dirtyCounters.size === 0) return;
+    const keys = [...this.dirtyCounters];
+    this.dirtyCounters.clear();
+    // Deliberately not awaited (see applyUsage): lmdb-js commits these puts together; a
+    // failure is counted, not thrown.
+    for (const key of keys) {
+      if (key.startsWith(RATE_PREFIX)) {
+        const tat = this.rates.get(key.slice(RATE_PREFIX.length));
+        if (tat !== undefined) this.counters.put(key, tat).catch(this.onCounterWriteError);
+      } else {
+        const d = this.daily.get(key.slice(DAILY_PREFIX.length));
+        if (d !== undefined) this.counters.put(key, [d.day, d.count, d.expiresAtMs]).catch(this.onCounterWriteError);
+      }
+    }
   }
 
   private removeCounter(key: string): void {
@@ -553,6 +580,8 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
     this.pending = undefined;
     await this.tail; // writes queued before close() finish; later ones are refused
     if (this.contactMs !== this.contactPersistedMs) this.persistContact();
+    if (this.counterTimer !== undefined) clearTimeout(this.counterTimer);
+    this.flushCounters();
     this.closed = true;
     await this.root.close(); // waits for the batched counter and contact writes
   }

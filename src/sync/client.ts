@@ -72,6 +72,9 @@ export class SyncClient {
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      // The channel's own reconnect backoff (default 1 s growing to 120 s) would stack on ours.
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 2000,
       ...this.cfg.channelOptions,
     });
     this.connect();
@@ -94,7 +97,7 @@ export class SyncClient {
       this.pumpTimer = setTimeout(() => {
         this.pumpTimer = undefined;
         this.pump();
-      }, 5);
+      }, 20);
       this.pumpTimer.unref();
     }
   }
