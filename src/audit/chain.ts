@@ -4,24 +4,24 @@
  * canonical form. Editing, dropping or reordering a stored record breaks the chain.
  */
 import { createHash } from 'node:crypto';
-import type { AuditRecord } from '../gen/act/v1/admin';
+import { AuditRecord } from '../gen/act/v1/admin';
 
-/** Canonical JSON: object keys sorted, no whitespace. */
-export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v ?? null);
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  const keys = Object.keys(o)
-    .filter((k) => o[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
-}
-
-/** SHA-256 (hex) over every field of the record except `hash`. */
+/**
+ * SHA-256 (hex) over the record's protobuf encoding with `hash` left empty. The encoding
+ * is deterministic for a given record (fields in number order; `context` keys in the order
+ * they arrived, which JSON export and the stores preserve), and it is the same bytes the
+ * spool writes, so sealing costs one encode.
+ */
 export function auditHash(r: AuditRecord): string {
-  const { hash: _ignored, ...rest } = r;
-  return createHash('sha256').update(canonicalJson(rest)).digest('hex');
+  return sha256Hex(AuditRecord.encode({ ...r, hash: '' }).finish());
 }
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Field 17 (`hash`, a 64-character string): tag 0x8a 0x01, length 64. */
+const HASH_FIELD_PREFIX = Buffer.from([0x8a, 0x01, 64]);
 
 /** Assigns seq, prev_hash and hash to records of one source, in order. */
 export class AuditChain {
@@ -32,12 +32,24 @@ export class AuditChain {
   ) {}
 
   seal(r: AuditRecord): AuditRecord {
+    this.sealEncoded(r);
+    return r;
+  }
+
+  /**
+   * Seals the record and returns its protobuf encoding (hash included): the bytes without
+   * the hash are hashed, then the hash field is appended (protobuf fields may come in any
+   * order, so decoding the result gives the sealed record).
+   */
+  sealEncoded(r: AuditRecord): Buffer {
     r.source = this.source;
     r.seq = ++this.seq;
     r.prev_hash = this.prevHash;
-    r.hash = auditHash(r);
+    r.hash = '';
+    const base = AuditRecord.encode(r).finish();
+    r.hash = sha256Hex(base);
     this.prevHash = r.hash;
-    return r;
+    return Buffer.concat([base, HASH_FIELD_PREFIX, Buffer.from(r.hash, 'latin1')]);
   }
 
   get last(): { seq: number; hash: string } {

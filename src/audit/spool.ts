@@ -243,8 +243,7 @@ export class AuditSpool {
         this.index.segment(this.index.head) === this.log.currentSegment
       )
         this.log.rotate();
-      this.chain.seal(record);
-      const ref = this.log.append(AuditRecord.encode(record).finish());
+      const ref = this.log.append(this.chain.sealEncoded(record));
       this.index.push(record.seq, ref);
       this.headSegment = ref.segment;
     } catch (err) {

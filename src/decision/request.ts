@@ -44,7 +44,7 @@ export function parseCheckRequest(body: Record<string, unknown>, prefix = ''): C
   const context = body.context ?? {};
   if (typeof context !== 'object' || context === null || Array.isArray(context))
     throw invalid(f('context'), 'context must be a JSON object');
-  if (Buffer.byteLength(JSON.stringify(context)) > CHECK_LIMITS.contextBytes) {
+  if (jsonSize(context, CHECK_LIMITS.contextBytes, 0) > CHECK_LIMITS.contextBytes) {
     throw invalid(f('context'), `context must be at most ${CHECK_LIMITS.contextBytes} bytes of JSON`);
   }
   const approvalId = body.approval_id ?? '';
@@ -74,4 +74,43 @@ export function parseCheckBatch(token: unknown, items: unknown): CheckInput[] {
       throw invalid(`items[${i}]`, 'each item must be an object');
     return parseCheckRequest({ ...(it as Record<string, unknown>), token }, `items[${i}].`);
   });
+}
+
+/**
+ * The size of `v` as JSON (UTF-16 length, an upper bound close to the UTF-8 bytes for ASCII),
+ * stopping early past `budget`, without building the string. Also makes the value canonical
+ * for the audit hash: -0 becomes 0 (JSON cannot tell them apart); NaN/±Infinity, which JSON
+ * cannot carry, are rejected.
+ */
+function jsonSize(v: unknown, budget: number, depth: number): number {
+  if (depth > 32) throw invalid('context', 'context is nested more than 32 levels deep');
+  switch (typeof v) {
+    case 'string':
+      return v.length + 2;
+    case 'number':
+      if (!Number.isFinite(v)) throw invalid('context', 'context numbers must be finite');
+      return 24;
+    case 'boolean':
+      return 5;
+    case 'object': {
+      if (v === null) return 4;
+      let n = 2;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length && n <= budget; i++) {
+          if (Object.is(v[i], -0)) v[i] = 0;
+          n += jsonSize(v[i], budget - n, depth + 1) + 1;
+        }
+        return n;
+      }
+      const o = v as Record<string, unknown>;
+      for (const k in o) {
+        if (n > budget) break;
+        if (Object.is(o[k], -0)) o[k] = 0;
+        n += k.length + 3 + jsonSize(o[k], budget - n, depth + 1) + 1;
+      }
+      return n;
+    }
+    default:
+      return 4; // undefined/functions are dropped by JSON; count them small
+  }
 }

@@ -344,7 +344,8 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
         if (tat !== undefined) this.counters.put(key, tat).catch(this.onCounterWriteError);
       } else {
         const d = this.daily.get(key.slice(DAILY_PREFIX.length));
-        if (d !== undefined) this.counters.put(key, [d.day, d.count, d.expiresAtMs]).catch(this.onCounterWriteError);
+        if (d !== undefined)
+          this.counters.put(key, [d.day, d.count, d.expiresAtMs]).catch(this.onCounterWriteError);
       }
     }
   }

@@ -642,7 +642,10 @@ export interface AuditRecord {
   seq: number;
   /** Hash of the previous record of the same source (hex), "" for the first. */
   prev_hash: string;
-  /** SHA-256 over this record's canonical form and prev_hash (hex). */
+  /**
+   * SHA-256 (hex) over this record's protobuf encoding with `hash` empty (so it covers
+   * prev_hash and every other field; context keys in their original order).
+   */
   hash: string;
   /** Approval id, when one was created or presented. */
   approval_id: string;
