@@ -89,7 +89,10 @@ export async function startControlPlane(
   metrics.revision.set(await store.revision());
 
   const health = new HealthStatus(GRPC_SERVICES);
-  const grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  const grpcServer = new grpc.Server({
+    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    'grpc.enable_channelz': 0,
+  });
   const deps = { admin, auth, central, store, logger, metrics };
   addAdminService(grpcServer, deps);
   addDecisionService(grpcServer, deps);

@@ -19,11 +19,11 @@ import {
 import {
   PublicKey,
   Revocation,
+  SyncResponse,
   SyncServiceService,
   type Change,
   type Hello,
   type SyncRequest,
-  type SyncResponse,
   type SyncServiceServer,
 } from '../gen/act/v1/sync';
 import { fromBase64Url } from '../common/base64url';
@@ -54,6 +54,8 @@ export interface HubConfig {
   maxBufferedBytes: number;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export const DEFAULT_HUB_CONFIG: HubConfig = {
   heartbeatMs: 1000,
   snapshotChunk: 1000,
@@ -71,6 +73,7 @@ type Call = grpc.ServerDuplexStream<SyncRequest, SyncResponse>;
 
 export class SyncHub {
   private readonly sessions = new Set<Session>();
+  private readonly allScopeCache = new WeakMap<CommitEvent, Buffer>();
   readonly metrics: HubMetrics = { connected: 0, snapshotsSent: 0, auditRecordsStored: 0 };
   /** Called whenever a sidecar reports an applied revision (benchmarks, metrics). */
   onApplied: ((sidecarId: string, revision: number) => void) | undefined;
@@ -82,7 +85,35 @@ export class SyncHub {
 
   addTo(server: grpc.Server): void {
     const impl: SyncServiceServer = { sync: (call) => void this.open(call) };
-    server.addService(SyncServiceService, impl);
+    // Responses may be handed over already encoded: a commit that goes to every unscoped
+    // sidecar is encoded once, not once per stream (1,000 streams = 1,000 encodes otherwise).
+    const service = {
+      ...SyncServiceService,
+      sync: {
+        ...SyncServiceService.sync,
+        responseSerialize: (v: SyncResponse | Buffer): Buffer =>
+          Buffer.isBuffer(v) ? v : Buffer.from(SyncResponse.encode(v).finish()),
+      },
+    };
+    server.addService(service, impl);
+  }
+
+  /** The encoded Delta of a commit for unscoped sidecars, made once per commit. */
+  encodedForAll(e: CommitEvent): Buffer | undefined {
+    let b = this.allScopeCache.get(e);
+    if (b === undefined) {
+      const changes = e.changes.filter((c) => c.kind?.$case !== 'token_issued');
+      b =
+        changes.length === 0
+          ? EMPTY
+          : Buffer.from(
+              SyncResponse.encode({
+                msg: { $case: 'delta', value: { revision: e.revision, changes } },
+              }).finish(),
+            );
+      this.allScopeCache.set(e, b);
+    }
+    return b === EMPTY ? undefined : b;
   }
 
   get connected(): number {
@@ -352,6 +383,12 @@ class Session {
 
   private async sendCommit(e: CommitEvent): Promise<void> {
     if (e.revision <= this.sentRevision) return;
+    if (this.scope.all) {
+      this.sentRevision = e.revision;
+      const encoded = this.hub.encodedForAll(e);
+      if (encoded) await this.write(encoded);
+      return;
+    }
     const out: Change[] = [];
     for (const c of e.changes) {
       const k = c.kind;
@@ -416,7 +453,7 @@ class Session {
     await this.write({ msg: { $case: 'audit_ack', value: { batch_id: batchId, stored } } });
   }
 
-  private write(m: SyncResponse): Promise<void> {
+  private write(m: SyncResponse | Buffer): Promise<void> {
     if (this.closed) return Promise.resolve();
     if (this.call.writableLength > this.config.maxBufferedBytes) {
       this.close(grpc.status.RESOURCE_EXHAUSTED, 'sidecar is not reading; reconnect to resync');
@@ -424,7 +461,8 @@ class Session {
     }
     return new Promise((resolve) => {
       // Resolve once grpc-js took the message; do not wait for the peer (a slow sidecar must not stall the hub).
-      this.call.write(m, () => resolve());
+      // grpc-js typing says SyncResponse; the service's serializer also passes Buffers through.
+      this.call.write(m as SyncResponse, () => resolve());
     });
   }
 
