@@ -271,7 +271,12 @@ describe('control plane gRPC API (real process)', function () {
       ),
       grpc.status.UNAUTHENTICATED,
     );
-    const key: any = await call(admin, 'createApiKey', { name: 'grpc auditor', role: Role.AUDITOR, agent_ids: [] }, md);
+    const key: any = await call(
+      admin,
+      'createApiKey',
+      { name: 'grpc auditor', role: Role.AUDITOR, agent_ids: [] },
+      md,
+    );
     assert.match(key.secret, /^actk_/);
     assert.equal(key.api_key.role, Role.AUDITOR);
     const auditor = bearer(key.secret);
