@@ -18,6 +18,7 @@ import * as sidecar from './sidecar.bench';
 import * as propagation from './propagation.bench';
 import * as coldstart from './coldstart.bench';
 import * as auditDrain from './audit-drain.bench';
+import * as controlPlane from './control-plane.bench';
 
 /**
  * How a module's numbers read. A rate (`ops/s`, `records/s`, …) gets a derived ns-per-item
@@ -111,6 +112,12 @@ export const MODULES: BenchModule[] = [
     run: auditDrain.run,
     unit: auditDrain.unit,
     notes: auditDrain.notes,
+  },
+  {
+    name: 'control-plane',
+    describe: controlPlane.describe,
+    run: controlPlane.run,
+    unit: controlPlane.unit,
   },
 ];
 
