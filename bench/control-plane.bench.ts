@@ -29,8 +29,13 @@ export const unit = (key: string): string =>
         ? 'records/s'
         : 'ops/s';
 
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+/**
+ * Resident memory of a process in MB: `VmRSS` (all of it) or `RssAnon` (heap and other
+ * private memory). LMDB maps its file, so pages the export reads count in VmRSS as
+ * file-backed memory the kernel can drop at any time; RssAnon is what the process holds.
+ */
+function rssMb(pid: number, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : 0;
 }
 
@@ -85,10 +90,14 @@ function streamExport(
   port: number,
   key: string,
   pid: number,
-): Promise<{ records: number; seconds: number; peakMb: number }> {
+): Promise<{ records: number; seconds: number; peakMb: number; peakAnonMb: number }> {
   return new Promise((resolve, reject) => {
     let peak = rssMb(pid);
-    const sampler = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 50);
+    let peakAnon = rssMb(pid, 'RssAnon');
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, rssMb(pid));
+      peakAnon = Math.max(peakAnon, rssMb(pid, 'RssAnon'));
+    }, 50);
     const t0 = performance.now();
     let lines = 0;
     const req = http.get(
@@ -109,6 +118,7 @@ function streamExport(
             records: lines,
             seconds: (performance.now() - t0) / 1000,
             peakMb: Math.max(peak, rssMb(pid)),
+            peakAnonMb: Math.max(peakAnon, rssMb(pid, 'RssAnon')),
           });
         });
       },
@@ -155,11 +165,14 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
       }),
     );
     const rssBefore = rssMb(cp.child.pid!);
+    const rssAnonBefore = rssMb(cp.child.pid!, 'RssAnon');
     const e = await streamExport(cp.httpPort, cp.adminKey, cp.child.pid!);
     out['cp.export_records'] = e.records;
     out['cp.export_ndjson'] = Math.round(e.records / e.seconds);
     out['cp.rss_before_export_mb'] = Math.round(rssBefore);
     out['cp.rss_peak_during_export_mb'] = Math.round(e.peakMb);
+    out['cp.rss_anon_before_export_mb'] = Math.round(rssAnonBefore);
+    out['cp.rss_anon_peak_during_export_mb'] = Math.round(e.peakAnonMb);
   } finally {
     await cp.stop();
     tmp.remove();

@@ -118,6 +118,10 @@ export const MODULES: BenchModule[] = [
     describe: controlPlane.describe,
     run: controlPlane.run,
     unit: controlPlane.unit,
+    notes: (r) => [
+      `export memory: RssAnon ${r['cp.rss_anon_before_export_mb']} MB before, peak ${r['cp.rss_anon_peak_during_export_mb']} MB while streaming ` +
+        `${r['cp.export_records']} records (VmRSS also counts the LMDB file pages the export maps in; the kernel can drop those)`,
+    ],
   },
 ];
 
