@@ -109,6 +109,20 @@ export class Auth {
   }
 }
 
+/**
+ * Who may ask the control plane for a decision: an API key of any role, or the ACT
+ * token being checked, presented as the bearer (the token is itself a credential).
+ */
+export async function authenticateCheck(
+  auth: Auth,
+  authorization: string | undefined,
+  token: unknown,
+): Promise<void> {
+  const bearer = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization)?.[1] : undefined;
+  if (bearer !== undefined && bearer.startsWith('act_') && bearer === token) return;
+  await auth.authenticate(authorization);
+}
+
 /** Throws PERMISSION_DENIED unless the principal has one of the roles (admin may do everything). */
 export function requireRole(p: Principal, ...roles: RoleName[]): void {
   if (p.role === 'admin' || roles.includes(p.role)) return;

@@ -25,7 +25,7 @@ import type { Logger } from '../observability/logger';
 import type { DecisionMetrics } from '../observability/metrics';
 import type { AuditFilter, Store } from '../store/types';
 import type { AdminService } from './admin-service';
-import { requireRole, type Auth, type Principal } from './auth';
+import { authenticateCheck, requireRole, type Auth, type Principal } from './auth';
 import type { CentralEnforcer } from './central';
 import { checkMessage } from '../decision/wire';
 import type { ApiKeyRecord, RoleName } from './records';
@@ -182,12 +182,7 @@ export function addAdminService(server: grpc.Server, deps: GrpcApiDeps): void {
 /** DecisionService on the control plane (central enforcement). */
 export function addDecisionService(server: grpc.Server, deps: GrpcApiDeps): void {
   const { auth, central, logger } = deps;
-  const authorize = async (md: grpc.Metadata, token: string): Promise<void> => {
-    const h = bearer(md);
-    const b = h ? /^Bearer\s+(\S+)$/i.exec(h)?.[1] : undefined;
-    if (b !== undefined && b.startsWith('act_') && b === token) return;
-    await auth.authenticate(h);
-  };
+  const authorize = (md: grpc.Metadata, token: string) => authenticateCheck(auth, bearer(md), token);
   const impl: DecisionServiceServer = {
     checkPermission: (call, cb) => {
       void (async () => {

@@ -11,12 +11,9 @@ import { header, optionalBody, readJson, send, sendError } from '../common/http'
 import { Decision, ReasonCode } from '../gen/act/v1/decision';
 import { Role } from '../gen/act/v1/admin';
 import { parseCheckBatch, parseCheckRequest } from '../decision/request';
-import type { Logger } from '../observability/logger';
-import type { DecisionMetrics } from '../observability/metrics';
 import type { AuditFilter, Store } from '../store/types';
-import type { AdminService } from './admin-service';
-import { requireRole, type Auth, type Principal } from './auth';
-import type { CentralEnforcer } from './central';
+import { authenticateCheck, requireRole, type Principal } from './auth';
+import type { GrpcApiDeps } from './grpc-api';
 import { checkJson } from '../decision/wire';
 import {
   AUDIT_CSV_COLUMNS,
@@ -29,13 +26,7 @@ import {
 import type { RoleName } from './records';
 import { LIMITS, decodeCursor, pageSize, parseTime, requireString } from './validate';
 
-export interface HttpApiDeps {
-  admin: AdminService;
-  auth: Auth;
-  central: CentralEnforcer;
-  store: Store;
-  logger: Logger;
-  metrics: DecisionMetrics;
+export interface HttpApiDeps extends GrpcApiDeps {
   isReady: () => boolean;
   /** Largest accepted request body (default 1 MiB). */
   maxBodyBytes: number;
@@ -325,13 +316,8 @@ export function createHttpApi(
   );
 
   // ---- central enforcement ----
-  const checkAuth = async (c: Ctx, bodyToken: unknown): Promise<void> => {
-    // An API key of any role, or the ACT token itself as the bearer credential.
-    const h = header(c.req, 'authorization');
-    const bearer = h ? /^Bearer\s+(\S+)$/i.exec(h)?.[1] : undefined;
-    if (bearer !== undefined && bearer.startsWith('act_') && bearer === bodyToken) return;
-    await auth.authenticate(h);
-  };
+  const checkAuth = (c: Ctx, bodyToken: unknown) =>
+    authenticateCheck(auth, header(c.req, 'authorization'), bodyToken);
   route('POST', '/api/enforcement/check', async (c) => {
     const b = await body(c);
     await checkAuth(c, b.token);
