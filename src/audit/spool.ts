@@ -279,6 +279,15 @@ export class AuditSpool {
    * undefined when there are none. At least one record is returned even if it exceeds `maxBytes`.
    */
   nextBatch(maxRecords = 500, maxBytes = 1024 * 1024): AuditBatch | undefined {
+    const raw = this.nextRawBatch(maxRecords, maxBytes);
+    return raw && { batchId: raw.batchId, records: raw.frames.map((b) => AuditRecord.decode(b)) };
+  }
+
+  /**
+   * Like nextBatch, but the records stay the encoded AuditRecords the spool holds (what
+   * the sync client ships): no decode and re-encode per record.
+   */
+  nextRawBatch(maxRecords = 500, maxBytes = 1024 * 1024): { batchId: string; frames: Buffer[] } | undefined {
     const ix = this.index;
     const limit = Math.min(this.durablePos, ix.tail);
     let p = Math.max(this.cursor, ix.head);
@@ -295,9 +304,9 @@ export class AuditSpool {
     if (p === start) return undefined;
     const refs: FrameRef[] = [];
     for (let q = start; q < p; q++) refs.push(ix.ref(q));
-    let records: AuditRecord[];
+    let frames: Buffer[];
     try {
-      records = this.log.read(refs).map((b) => AuditRecord.decode(b));
+      frames = this.log.read(refs);
     } catch (err) {
       this.cursor = start;
       throw err;
@@ -305,7 +314,7 @@ export class AuditSpool {
     for (let q = start; q < p; q++) ix.setState(q, IN_FLIGHT);
     const batchId = `${this.cfg.source}:${ix.seq(start)}-${ix.seq(p - 1)}:${++this.batchCounter}`;
     this.batches.set(batchId, { start, end: p });
-    return { batchId, records };
+    return { batchId, frames };
   }
 
   /**

@@ -7,14 +7,20 @@
 import * as grpc from '@grpc/grpc-js';
 import { backoffDelay } from '../common/backoff';
 import type { Clock } from '../common/clock';
-import type { AuditRecord } from '../gen/act/v1/admin';
-import { SyncServiceClient, type SyncRequest, type SyncResponse } from '../gen/act/v1/sync';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import {
+  SyncRequest,
+  SyncServiceService,
+  type SyncResponse,
+  type SyncServiceClient,
+} from '../gen/act/v1/sync';
 import type { Logger } from '../observability/logger';
 import type { ReplicaWriter } from '../replica';
 
 /** What the client needs from the audit spool. */
 export interface AuditShipping {
-  nextBatch(maxRecords: number): { batchId: string; records: AuditRecord[] } | undefined;
+  /** The next batch of spooled records, still encoded (AuditRecord messages). */
+  nextRawBatch(maxRecords: number): { batchId: string; frames: Uint8Array[] } | undefined;
   ack(batchId: string): unknown;
   resetInFlight(): void;
 }
@@ -38,6 +44,33 @@ export interface SyncClientConfig {
   maxInFlightBatches: number;
 }
 
+/**
+ * A Sync client whose request serializer also takes bytes that are already an encoded
+ * SyncRequest: audit batches are assembled from the spool's encoded records without
+ * decoding and re-encoding each one.
+ */
+const SyncClientCtor = grpc.makeGenericClientConstructor(
+  {
+    ...SyncServiceService,
+    sync: {
+      ...SyncServiceService.sync,
+      requestSerialize: (v: SyncRequest | Buffer): Buffer =>
+        Buffer.isBuffer(v) ? v : Buffer.from(SyncRequest.encode(v).finish()),
+    },
+  },
+  'act.v1.SyncService',
+) as unknown as typeof SyncServiceClient;
+
+/** SyncRequest{audit_batch: AuditBatch{batch_id, records}} from encoded AuditRecords. */
+export function encodeAuditBatchRequest(batchId: string, frames: readonly Uint8Array[]): Buffer {
+  const batch = new BinaryWriter();
+  batch.uint32(10).string(batchId); // AuditBatch.batch_id = 1
+  for (const f of frames) batch.uint32(18).bytes(f); // AuditBatch.records = 2 (a message is length-delimited bytes)
+  const req = new BinaryWriter();
+  req.uint32(18).bytes(batch.finish()); // SyncRequest.audit_batch = 2
+  return Buffer.from(req.finish());
+}
+
 export type SyncState = 'connecting' | 'syncing' | 'live' | 'backoff' | 'failed' | 'stopped';
 
 export class SyncClient {
@@ -48,7 +81,7 @@ export class SyncClient {
   upstreamRevision = 0;
   reconnects = 0;
   shippedRecords = 0;
-  private client: SyncServiceClient | undefined;
+  private client: InstanceType<typeof SyncClientCtor> | undefined;
   private call: grpc.ClientDuplexStream<SyncRequest, SyncResponse> | undefined;
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -68,7 +101,7 @@ export class SyncClient {
   ) {}
 
   start(): void {
-    this.client = new SyncServiceClient(this.cfg.target, this.cfg.credentials, {
+    this.client = new SyncClientCtor(this.cfg.target, this.cfg.credentials, {
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
@@ -199,12 +232,11 @@ export class SyncClient {
     const call = this.call;
     if (!call || this.state !== 'live') return;
     while (this.inFlight.size < this.cfg.maxInFlightBatches) {
-      const batch = this.spool.nextBatch(this.cfg.auditBatchSize);
+      const batch = this.spool.nextRawBatch(this.cfg.auditBatchSize);
       if (!batch) return;
-      this.inFlight.set(batch.batchId, batch.records.length);
-      call.write({
-        msg: { $case: 'audit_batch', value: { batch_id: batch.batchId, records: batch.records } },
-      });
+      this.inFlight.set(batch.batchId, batch.frames.length);
+      // The pass-through serializer (see SyncClientCtor) sends these bytes as they are.
+      call.write(encodeAuditBatchRequest(batch.batchId, batch.frames) as unknown as SyncRequest);
     }
   }
 
