@@ -55,6 +55,8 @@ export interface HubConfig {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Revisions a reconnecting sidecar may catch up by deltas; further behind, it gets a snapshot. */
+const MAX_DELTA_CATCH_UP = 10_000;
 
 export const DEFAULT_HUB_CONFIG: HubConfig = {
   heartbeatMs: 1000,
@@ -248,10 +250,13 @@ class Session {
 
     const h = this.hello;
     let mode = 'snapshot';
-    const deltas =
+    let deltas =
       h.store_id === store.storeId && h.last_revision > 0
-        ? await store.changesSince(h.last_revision)
+        ? await store.changesSince(h.last_revision, MAX_DELTA_CATCH_UP)
         : 'too-old';
+    // A full page may not reach the revisions queued since the subscription: a sidecar that far
+    // behind gets a snapshot rather than a gap.
+    if (deltas !== 'too-old' && deltas.length >= MAX_DELTA_CATCH_UP) deltas = 'too-old';
     if (deltas === 'too-old') {
       await this.sendSnapshot();
     } else {
