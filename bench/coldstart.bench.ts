@@ -134,6 +134,9 @@ interface Cold {
   rssIdleMb: number;
   rssLoadPeakMb: number;
   rssAfterLoadMb: number;
+  /** RssAnon: the process's own memory, without LMDB's mapped (file-backed, droppable) pages. */
+  anonIdleMb: number;
+  anonLoadPeakMb: number;
   loadRps: number;
 }
 
@@ -178,10 +181,15 @@ async function coldStart(
     const firstAllowMs = performance.now() - t0;
     await sleep(settleMs);
     const rssIdleMb = rssMb(proc.pid);
+    const anonIdleMb = rssMb(proc.pid, 'RssAnon');
     let peak = rssIdleMb;
+    let anonPeak = anonIdleMb;
     let loadRps = NaN;
     if (withLoad) {
-      const sampler = setInterval(() => (peak = Math.max(peak, rssMb(proc.pid))), 50);
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, rssMb(proc.pid));
+        anonPeak = Math.max(anonPeak, rssMb(proc.pid, 'RssAnon'));
+      }, 50);
       try {
         const [r] = await runLoad(scope, {
           target: `unix:${sock}`,
@@ -196,7 +204,16 @@ async function coldStart(
       }
     }
     const rssAfterLoadMb = rssMb(proc.pid);
-    return { listeningMs, firstAllowMs, rssIdleMb, rssLoadPeakMb: peak, rssAfterLoadMb, loadRps };
+    return {
+      listeningMs,
+      firstAllowMs,
+      rssIdleMb,
+      rssLoadPeakMb: peak,
+      rssAfterLoadMb,
+      anonIdleMb,
+      anonLoadPeakMb: anonPeak,
+      loadRps,
+    };
   } finally {
     await scope.close();
   }
@@ -255,8 +272,10 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
       out[`coldstart.${name}.listening_ms`] = median(runs.map((r) => r.listeningMs));
       out[`coldstart.${name}.first_allow_ms`] = median(runs.map((r) => r.firstAllowMs));
       out[`coldstart.${name}.rss_idle_mb`] = round1(last.rssIdleMb);
+      out[`coldstart.${name}.rss_anon_idle_mb`] = round1(last.anonIdleMb);
       if (!Number.isNaN(last.loadRps)) {
         out[`coldstart.${name}.rss_load_peak_mb`] = round1(last.rssLoadPeakMb);
+        out[`coldstart.${name}.rss_anon_load_peak_mb`] = round1(last.anonLoadPeakMb);
         out[`coldstart.${name}.rss_after_load_mb`] = round1(last.rssAfterLoadMb);
         out[`coldstart.${name}.load_c64_rps`] = last.loadRps;
       }
