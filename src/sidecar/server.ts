@@ -106,6 +106,8 @@ export async function startSidecar(
     logger.child({ component: 'sync' }),
     clock,
   );
+  const decisionCounters = new Map<string, { inc(): void }>();
+  const latency = metrics.checkLatency.labels({ source: 'sidecar' });
   const checker = new Checker(
     replica,
     spool,
@@ -113,8 +115,19 @@ export async function startSidecar(
     { staleAfterMs: cfg.staleAfter, stalePolicy: cfg.stalePolicy, approvalTtlMs: 24 * 3_600_000 },
     () => sync.lastContactMs,
     (r, us) => {
-      metrics.decisions.inc({ decision: r.decision, reason_code: r.reasonCode, source: 'sidecar' });
-      metrics.checkLatency.observe({ source: 'sidecar' }, us / 1e6);
+      // Label children are looked up once per (decision, reason), not hashed on every check.
+      const key = `${r.decision}|${r.reasonCode}`;
+      let counter = decisionCounters.get(key);
+      if (counter === undefined) {
+        counter = metrics.decisions.labels({
+          decision: r.decision,
+          reason_code: r.reasonCode,
+          source: 'sidecar',
+        });
+        decisionCounters.set(key, counter);
+      }
+      counter.inc();
+      latency.observe(us / 1e6);
     },
     () => sync.kick(),
   );
