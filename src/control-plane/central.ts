@@ -90,6 +90,6 @@ export class CentralEnforcer {
     // The answer waits for the audit record's durable commit.
     await this.store.audit.append([record]);
     this.onDecision(result, latencyUs);
-    return { result, auditId, approvalId, revision };
+    return { result, auditId, approvalId, revision, wireDetails: record.details };
   }
 }

@@ -13,6 +13,8 @@ export interface CheckOutcome {
   auditId: string;
   approvalId: string;
   revision: number;
+  /** The details in wire form when the shell already made them (for the audit record). */
+  wireDetails?: DecisionDetails | undefined;
 }
 
 /** The seed's response shape plus the decision details. */
@@ -42,7 +44,7 @@ export function checkMessage(action: string, o: CheckOutcome): CheckPermissionRe
     reason: r.reason,
     audit_id: o.auditId,
     approval_id: o.approvalId,
-    details: detailsToWire(r.details),
+    details: o.wireDetails ?? detailsToWire(r.details),
     policy_revision: o.revision,
   };
 }

@@ -138,7 +138,7 @@ export class Checker {
     }
     this.onSpooled();
     this.onDecision(result, Number(process.hrtime.bigint() - started) / 1000);
-    return { result, auditId, approvalId, revision: this.replica.revision };
+    return { result, auditId, approvalId, revision: this.replica.revision, wireDetails: record.details };
   }
 
   /** Forgets local approval state the replica now has (called periodically). */
