@@ -36,7 +36,7 @@ const agentId = (i: number) => `agent_${i.toString().padStart(8, '0')}`;
 const policyId = (i: number) => `policy_${i.toString().padStart(6, '0')}`;
 
 /** Writes a replica of `agents` agents, `revocations` revocations, `policies` policies; returns tokens. */
-async function buildReplica(
+export async function buildReplica(
   dir: string,
   key: SigningKeyPair,
   size: { agents: number; revocations: number; policies: number; tokens: number },

@@ -45,12 +45,18 @@ function reflectionFileDescriptors(): Buffer[] {
   return msg.fileDescriptorProtos ?? [];
 }
 
+/** The reflection service's real definition and handlers, as @grpc/reflection builds them. */
+interface Built {
+  definition: grpc.ServiceDefinition;
+  handlers: grpc.UntypedServiceImplementation;
+}
+
 /**
- * Adds reflection to a server (also after it is listening: grpc-js looks handlers up per
- * call). Its modules (protobufjs through proto-loader, descriptor schemas) are loaded here
- * and not at import time, so a sidecar can serve checks before they have loaded.
+ * Builds @grpc/reflection's services for `services`. Expensive (about 150 ms and several MB:
+ * protobufjs through proto-loader parses the reflection protos, every descriptor is decoded
+ * and indexed), so addReflection calls it on the first reflection call, not at startup.
  */
-export function addReflection(server: grpc.Server, services: string[]): void {
+function buildReflection(services: string[]): Map<string, Built> {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { ReflectionService: Reflection } = require('@grpc/reflection') as typeof import('@grpc/reflection');
   const { fromBinary, toBinary } = require('@bufbuild/protobuf') as typeof import('@bufbuild/protobuf');
@@ -65,7 +71,61 @@ export function addReflection(server: grpc.Server, services: string[]): void {
     reflection: { fileDescriptorProtos: reflectionFileDescriptors() },
   } as unknown as ConstructorParameters<typeof ReflectionService>[0];
   const listed = services.includes(REFLECTION_V1) ? services : [...services, REFLECTION_V1];
-  new Reflection(pkg, { services: listed }).addToServer(server);
+  const built = new Map<string, Built>();
+  // addToServer only calls server.addService(definition, handlers): capture both.
+  const capture = {
+    addService(definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation) {
+      const method = Object.values(definition)[0]!;
+      built.set(method.path, { definition, handlers });
+    },
+  } as unknown as grpc.Server;
+  new Reflection(pkg, { services: listed }).addToServer(capture);
+  return built;
+}
+
+/** The reflection versions grpcurl, buf curl and Postman ask for. */
+const REFLECTION_PATHS = [
+  '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
+  '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo',
+];
+
+/**
+ * Adds reflection (v1 and v1alpha) to a server. Registering costs nothing: the method
+ * definitions here delegate to @grpc/reflection's, built on the first reflection call, so a
+ * sidecar starts and serves its first check without paying for a developer tool.
+ */
+export function addReflection(server: grpc.Server, services: string[]): void {
+  let built: Map<string, Built> | undefined;
+  const real = (methodPath: string): Built => {
+    built ??= buildReflection(services);
+    const b = built.get(methodPath);
+    if (!b) throw new Error(`@grpc/reflection did not define ${methodPath}`);
+    return b;
+  };
+  for (const methodPath of REFLECTION_PATHS) {
+    const method = () => Object.values(real(methodPath).definition)[0]!;
+    const definition: grpc.ServiceDefinition = {
+      ServerReflectionInfo: {
+        path: methodPath,
+        requestStream: true,
+        responseStream: true,
+        originalName: 'serverReflectionInfo',
+        requestSerialize: (v: unknown) => method().requestSerialize(v),
+        requestDeserialize: (b: Buffer) => method().requestDeserialize(b),
+        responseSerialize: (v: unknown) => method().responseSerialize(v),
+        responseDeserialize: (b: Buffer) => method().responseDeserialize(b),
+      },
+    };
+    server.addService(definition, {
+      ServerReflectionInfo: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+        const handler = Object.values(real(methodPath).handlers)[0] as grpc.handleBidiStreamingCall<
+          unknown,
+          unknown
+        >;
+        handler(call);
+      },
+    });
+  }
 }
 
 /** A Health service whose statuses the process sets as it starts and drains. */
