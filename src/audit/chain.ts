@@ -4,6 +4,7 @@
  * canonical form. Editing, dropping or reordering a stored record breaks the chain.
  */
 import { createHash } from 'node:crypto';
+import { encodeMessage } from '../common/proto-encode';
 import { AuditRecord } from '../gen/act/v1/admin';
 
 /**
@@ -46,10 +47,14 @@ export class AuditChain {
     r.seq = ++this.seq;
     r.prev_hash = this.prevHash;
     r.hash = '';
-    const base = AuditRecord.encode(r).finish();
+    const base = encodeMessage(AuditRecord, r);
     r.hash = sha256Hex(base);
     this.prevHash = r.hash;
-    return Buffer.concat([base, HASH_FIELD_PREFIX, Buffer.from(r.hash, 'latin1')]);
+    const out = Buffer.allocUnsafe(base.length + HASH_FIELD_PREFIX.length + 64);
+    base.copy(out, 0);
+    HASH_FIELD_PREFIX.copy(out, base.length);
+    out.write(r.hash, base.length + HASH_FIELD_PREFIX.length, 'latin1');
+    return out;
   }
 
   get last(): { seq: number; hash: string } {

@@ -34,8 +34,23 @@ export function newId(prefix: IdPrefix): string {
  * lexicographic = chronological), then 16 random characters (ULID layout).
  */
 export function newSortableId(prefix: IdPrefix, nowMs: number): string {
-  return `${prefix}_${encodeTime(nowMs)}${base32(randomBytes(10)).slice(0, 16)}`;
+  // One id per check: the time part is reused within a millisecond, and the 16 random
+  // characters take 5 bits from each of 16 pool bytes (80 bits, as 10 bytes in base32).
+  if (nowMs !== lastTimeMs) {
+    lastTimeMs = nowMs;
+    lastTime = encodeTime(nowMs);
+  }
+  if (poolPos + 16 > pool.length) {
+    randomFillSync(pool);
+    poolPos = 0;
+  }
+  let rand = '';
+  for (let i = 0; i < 16; i++) rand += ALPHABET[pool[poolPos++]! & 31];
+  return `${prefix}_${lastTime}${rand}`;
 }
+
+let lastTimeMs = -1;
+let lastTime = '';
 
 /** Whether `s` looks like an id with the given prefix. */
 export function isId(s: unknown, prefix: IdPrefix): s is string {

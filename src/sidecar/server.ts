@@ -18,7 +18,13 @@ import { GRPC_STATUS } from '../common/status-map';
 import { VERSION } from '../common/version';
 import { parseCheckBatch, parseCheckRequest } from '../decision/request';
 import { checkJson, checkMessage } from '../decision/wire';
-import { DecisionServiceService, type DecisionServiceServer } from '../gen/act/v1/decision';
+import {
+  CheckPermissionResponse,
+  CheckPermissionsResponse,
+  DecisionServiceService,
+  type DecisionServiceServer,
+} from '../gen/act/v1/decision';
+import { withSharedResponseWriter } from '../common/proto-encode';
 import { addReflection, HealthStatus, ServingStatus } from '../observability/grpc-standard';
 import type { Logger } from '../observability/logger';
 import { createMetrics } from '../observability/metrics';
@@ -39,6 +45,16 @@ export interface Sidecar {
 }
 
 const SERVICES = ['act.v1.DecisionService', 'grpc.health.v1.Health'];
+
+/** DecisionService with responses encoded into a reused writer (no per-check writer garbage). */
+const DECISION_SERVICE: typeof DecisionServiceService = {
+  ...DecisionServiceService,
+  checkPermission: withSharedResponseWriter(DecisionServiceService.checkPermission, CheckPermissionResponse),
+  checkPermissions: withSharedResponseWriter(
+    DecisionServiceService.checkPermissions,
+    CheckPermissionsResponse,
+  ),
+};
 
 function isLoopback(addr: string): boolean {
   if (addr.startsWith('unix:')) return true;
@@ -205,7 +221,7 @@ export async function startSidecar(
       );
     },
   };
-  grpcServer.addService(DecisionServiceService, impl);
+  grpcServer.addService(DECISION_SERVICE, impl);
   health.addTo(grpcServer);
   addReflection(grpcServer, SERVICES);
   const grpcPorts: number[] = [];
