@@ -17,7 +17,8 @@
 const path = require('node:path');
 const esbuild = require('esbuild');
 
-const entry = path.join(__dirname, '..', 'dist', 'bin', 'act.js');
+// `node scripts/bundle.js [dist-dir]`: a build elsewhere (e.g. for ACT_BENCH_DIST) can be bundled too.
+const entry = path.join(path.resolve(process.argv[2] ?? path.join(__dirname, '..', 'dist')), 'bin', 'act.js');
 
 esbuild
   .build({
@@ -31,6 +32,8 @@ esbuild
     sourcemap: true,
     legalComments: 'external',
     external: ['lmdb', '@grpc/reflection', '@grpc/proto-loader', 'protobufjs', '@marcbachmann/cel-js'],
+    // The repo's packages also for a build outside it.
+    nodePaths: [path.join(__dirname, '..', 'node_modules')],
     logLevel: 'warning',
   })
   .then(
