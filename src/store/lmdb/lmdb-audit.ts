@@ -31,6 +31,11 @@ interface SourceHead {
   seq: number;
 }
 
+/** Whether `a` comes after `b` in a source's chain: higher seq, or the same seq and a later id. */
+function isAfter(a: SourceHead, b: SourceHead): boolean {
+  return a.seq > b.seq || (a.seq === b.seq && compareKeys(a.audit_id, b.audit_id) > 0);
+}
+
 /** Which key space a filter walks, and its bounds: [low, high) in key order. */
 interface Plan {
   db: Database<unknown, string>;
@@ -87,6 +92,7 @@ export class LmdbAuditStore implements AuditStore {
     // A child transaction so a throw mid-batch aborts it whole (see lmdb-store.ts).
     await this.root.childTransaction(() => {
       const seen = new Set<string>();
+      const heads = new Map<string, SourceHead>();
       for (const r of records) {
         // Dedupe inside the write txn: it is serialized with every other append.
         if (seen.has(r.audit_id)) continue;
@@ -95,11 +101,14 @@ export class LmdbAuditStore implements AuditStore {
         this.records.putSync(r.audit_id, r);
         if (r.agent_id) this.byAgent.putSync(`${r.agent_id}${INDEX_SEP}${r.audit_id}`, true);
         if (r.token_id) this.byToken.putSync(`${r.token_id}${INDEX_SEP}${r.audit_id}`, true);
-        const head = this.lastBySource.get(r.source);
-        if (!head || r.seq > head.seq || (r.seq === head.seq && compareKeys(r.audit_id, head.audit_id) > 0)) {
-          this.lastBySource.putSync(r.source, { audit_id: r.audit_id, seq: r.seq });
-        }
+        // The batch's highest record per source; the stored head is read and written once per source.
+        const top = heads.get(r.source);
+        if (!top || isAfter(r, top)) heads.set(r.source, { audit_id: r.audit_id, seq: r.seq });
         fresh.push(r);
+      }
+      for (const [source, top] of heads) {
+        const head = this.lastBySource.get(source);
+        if (!head || isAfter(top, head)) this.lastBySource.putSync(source, top);
       }
       if (fresh.length > 0) {
         this.meta.putSync(COUNT_KEY, ((this.meta.get(COUNT_KEY) as number | undefined) ?? 0) + fresh.length);

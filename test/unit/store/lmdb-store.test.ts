@@ -434,6 +434,20 @@ describe('LMDB store', () => {
       assert.deepEqual(await s.audit.lastOfSource('sc_even'), r1);
     });
 
+    it('keeps the chain head per source across out-of-order batches and retries', async () => {
+      const { s: st } = await fresh();
+      const a = [1, 2, 3, 4].map((seq) => auditRec({ ms: T0 + seq, source: 'sc_a', seq }));
+      const b = [1, 2].map((seq) => auditRec({ ms: T0 + 10 + seq, source: 'sc_b', seq }));
+      // One batch, sources interleaved, the highest records first.
+      await st.audit.append([a[3]!, b[1]!, a[0]!, b[0]!, a[1]!]);
+      assert.deepEqual(await st.audit.lastOfSource('sc_a'), a[3]);
+      assert.deepEqual(await st.audit.lastOfSource('sc_b'), b[1]);
+      // A later batch holding only lower seqs (a retry) does not move the head back.
+      await st.audit.append([a[2]!, a[1]!]);
+      assert.deepEqual(await st.audit.lastOfSource('sc_a'), a[3]);
+      assert.equal(await st.audit.count(), 6);
+    });
+
     it('exports 20k records in order, in chunks', async () => {
       const { s: big } = await fresh();
       const recs = Array.from({ length: 20_000 }, (_, i) => auditRec({ ms: T0 + i, seq: i }));
