@@ -3,7 +3,8 @@
  * control plane, each on its own channel (its own TCP connection, as separate sidecars have),
  * each with Hello {sidecar_id unique, agent_ids ['*'], last_revision 0}. Each stream decodes
  * the snapshot and every delta (grpc-js deserializes each message per stream) and answers
- * Applied like a real sidecar, but keeps no replica: "applied" here means received and decoded.
+ * Applied like a real sidecar (after the snapshot, then at most every 100 ms after deltas), but
+ * keeps no replica: "applied" here means received and decoded.
  *
  * Two clients: "h2" (default) speaks gRPC's wire format directly over node:http2 — one HTTP/2
  * session per stream, length-prefixed protobuf messages, grpc-status from the trailers — and
@@ -22,6 +23,9 @@ import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { SyncRequest, SyncResponse, SyncServiceClient, SyncServiceService } from '../../src/gen/act/v1/sync';
 import { exitWithParent, helperArgs, pct, wallMs } from './procs';
+
+/** The sidecar's Applied cadence after deltas (src/sync/client.ts). */
+const APPLIED_EVERY_MS = 100;
 
 interface Args {
   target: string;
@@ -127,6 +131,8 @@ function main(): void {
     }
     calls.push(call);
     let isReady = false;
+    let pendingApplied = 0;
+    let appliedTimer: NodeJS.Timeout | undefined;
     call.on('data', (m: SyncResponse) => {
       const msg = m.msg;
       if (msg?.$case === 'snapshot') {
@@ -158,7 +164,12 @@ function main(): void {
             seen.delete(id);
           }
         }
-        call.write({ msg: { $case: 'applied', value: { revision: msg.value.revision } } });
+        // As the sidecar does (src/sync/client.ts): after deltas, Applied at most every 100 ms.
+        pendingApplied = msg.value.revision;
+        appliedTimer ??= setTimeout(() => {
+          appliedTimer = undefined;
+          call.write({ msg: { $case: 'applied', value: { revision: pendingApplied } } });
+        }, APPLIED_EVERY_MS);
       }
     });
     call.on('error', (err) => {

@@ -18,6 +18,9 @@ import type { Logger } from '../observability/logger';
 import type { ReplicaWriter } from '../replica';
 
 /** What the client needs from the audit spool. */
+/** Applied after deltas goes upstream at most this often (see `applied`). */
+const APPLIED_EVERY_MS = 100;
+
 export interface AuditShipping {
   /** The next batch of spooled records, still encoded (AuditRecord messages). */
   nextRawBatch(maxRecords: number): { batchId: string; frames: Uint8Array[] } | undefined;
@@ -88,6 +91,8 @@ export class SyncClient {
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private pumpTimer: NodeJS.Timeout | undefined;
+  private appliedTimer: NodeJS.Timeout | undefined;
+  private appliedRevision = 0;
   private inFlight = new Map<string, number>();
   private work: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -120,6 +125,7 @@ export class SyncClient {
     this.state = 'stopped';
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.pumpTimer) clearTimeout(this.pumpTimer);
+    if (this.appliedTimer) clearTimeout(this.appliedTimer);
     this.call?.end();
     this.call?.cancel();
     await this.work.catch(() => undefined);
@@ -189,7 +195,7 @@ export class SyncClient {
           await r.commitSnapshot();
           r.touch(this.clock());
           this.logger.info({ revision: s.revision }, 'snapshot applied');
-          this.applied(s.revision);
+          this.applied(s.revision, true);
         }
         break;
       }
@@ -229,9 +235,28 @@ export class SyncClient {
     }
   }
 
-  private applied(revision: number): void {
-    this.call?.write({ msg: { $case: 'applied', value: { revision } } });
+  /**
+   * Reports the applied revision upstream: at once after a snapshot; after deltas at most once per
+   * APPLIED_EVERY_MS, carrying the latest revision. Nothing upstream waits on it, and in a burst of
+   * revocations 1,000 sidecars answering every delta doubled the control plane's messages.
+   */
+  private applied(revision: number, now = false): void {
     this.onApplied?.(revision);
+    this.appliedRevision = revision;
+    if (now) {
+      this.sendApplied();
+      return;
+    }
+    if (this.appliedTimer === undefined) {
+      this.appliedTimer = setTimeout(() => this.sendApplied(), APPLIED_EVERY_MS);
+      this.appliedTimer.unref();
+    }
+  }
+
+  private sendApplied(): void {
+    if (this.appliedTimer) clearTimeout(this.appliedTimer);
+    this.appliedTimer = undefined;
+    this.call?.write({ msg: { $case: 'applied', value: { revision: this.appliedRevision } } });
   }
 
   /** Sends audit batches while there is room in flight. */
@@ -263,6 +288,9 @@ export class SyncClient {
   ): void {
     if (this.call !== call) return;
     this.call = undefined;
+    // A new stream starts with Hello (its last_revision); a pending Applied belonged to this one.
+    if (this.appliedTimer) clearTimeout(this.appliedTimer);
+    this.appliedTimer = undefined;
     // Unacked batches go back to the spool; the control plane dedupes any that did arrive.
     this.inFlight.clear();
     this.spool.resetInFlight();

@@ -34,7 +34,10 @@ export interface SyncRequest {
     /** Audit records to store. */
     { $case: "audit_batch"; value: AuditBatch }
     | //
-    /** The revision the sidecar has applied (sent after each snapshot or delta). */
+    /**
+     * The revision the sidecar has applied: sent after each snapshot, and after deltas at
+     * most every 100 ms carrying the latest revision.
+     */
     { $case: "applied"; value: Applied }
     | undefined;
 }
