@@ -14,15 +14,25 @@ const ID_RE = /^[a-z]+_[0-9a-z]{6,64}$/;
 const pool = Buffer.alloc(4096);
 let poolPos = pool.length;
 
-function randomBytes(n: number): Buffer {
+/** Takes `n` bytes of the pool (refilling it first when short); returns where they start. */
+function reserve(n: number): number {
   if (poolPos + n > pool.length) {
     randomFillSync(pool);
     poolPos = 0;
   }
-  const out = pool.subarray(poolPos, poolPos + n);
+  const at = poolPos;
   poolPos += n;
-  return out;
+  return at;
 }
+
+function randomBytes(n: number): Buffer {
+  const at = reserve(n);
+  return pool.subarray(at, at + n);
+}
+
+/** The time part of the last sortable id, reused within the same millisecond. */
+let lastTimeMs = -1;
+let lastTime = '';
 
 /** A random id: `${prefix}_` + 26 base32 characters. */
 export function newId(prefix: IdPrefix): string {
@@ -40,17 +50,11 @@ export function newSortableId(prefix: IdPrefix, nowMs: number): string {
     lastTimeMs = nowMs;
     lastTime = encodeTime(nowMs);
   }
-  if (poolPos + 16 > pool.length) {
-    randomFillSync(pool);
-    poolPos = 0;
-  }
+  const at = reserve(16);
   let rand = '';
-  for (let i = 0; i < 16; i++) rand += ALPHABET[pool[poolPos++]! & 31];
+  for (let i = 0; i < 16; i++) rand += ALPHABET[pool[at + i]! & 31];
   return `${prefix}_${lastTime}${rand}`;
 }
-
-let lastTimeMs = -1;
-let lastTime = '';
 
 /** Whether `s` looks like an id with the given prefix. */
 export function isId(s: unknown, prefix: IdPrefix): s is string {
