@@ -184,6 +184,7 @@ function main(): void {
           last_revision: 0,
           store_id: '',
           version: 'bench-sync-sim',
+          previous_sidecar_ids: [],
         },
       },
     });

@@ -12,7 +12,6 @@ import {
   Agent,
   AgentStatus,
   Approval,
-  ApprovalStatus,
   Policy,
   PolicyConstraints,
   Rule,
@@ -22,6 +21,7 @@ import {
   type IssueTokenResponse,
   type TokenInfo,
 } from '../gen/act/v1/admin';
+import { ApprovalStatus } from '../gen/act/v1/decision';
 import { Revocation, TokenIssued } from '../gen/act/v1/sync';
 import { TokenClaims } from '../gen/act/v1/token';
 import { capabilityCovers, compilePolicy, parseCapability, validatePolicyInput } from '../policy';

@@ -68,6 +68,12 @@ export class CentralEnforcer {
         policy_id: result.approvalRequest.policyId,
         rule: result.approvalRequest.rule,
         audit_id: auditId,
+        request_hash: '',
+        source: CONTROL_PLANE_SOURCE,
+        agent_name: '',
+        used_at: '',
+        used_audit_id: '',
+        used_by: '',
       });
       approvalId = a.approval_id;
     } else if (result.decision === 'ALLOW' && result.approvalId) {

@@ -8,11 +8,11 @@ import { GRPC_STATUS } from '../common/status-map';
 import {
   AdminServiceService,
   ApiKey,
-  ApprovalStatus,
   Role,
   type AdminServiceServer,
   type QueryAuditRequest,
 } from '../gen/act/v1/admin';
+import { ApprovalStatus } from '../gen/act/v1/decision';
 import {
   Decision,
   ReasonCode,
@@ -102,7 +102,7 @@ export function addAdminService(server: grpc.Server, deps: GrpcApiDeps): void {
     enableAgent: unary('EnableAgent', ['admin'], (r) => admin.setAgentStatus(r.agent_id, true)),
     deleteAgent: unary('DeleteAgent', ['admin'], async (r) => {
       const d = await admin.deleteAgent(r.agent_id);
-      return { id: d.id, deleted: d.deleted };
+      return { id: d.id, deleted: d.deleted, revision: 0 };
     }),
     createPolicy: unary('CreatePolicy', ['admin'], (r) => admin.createPolicy(json(r))),
     getPolicy: unary('GetPolicy', ['admin'], (r) => admin.getPolicy(r.policy_id)),
@@ -111,7 +111,10 @@ export function addAdminService(server: grpc.Server, deps: GrpcApiDeps): void {
       if (!r.policy) throw invalid('policy', 'policy is required');
       return admin.updatePolicy(r.policy_id, json(r.policy));
     }),
-    deletePolicy: unary('DeletePolicy', ['admin'], (r) => admin.deletePolicy(r.policy_id)),
+    deletePolicy: unary('DeletePolicy', ['admin'], async (r) => ({
+      ...(await admin.deletePolicy(r.policy_id)),
+      revision: 0,
+    })),
     issueToken: unary('IssueToken', ['admin'], (r) => admin.issueToken(json(r))),
     getToken: unary('GetToken', ['admin'], (r) => admin.getToken(r.token_id)),
     listTokens: unary('ListTokens', ['admin'], (r) => admin.listTokens(json(r))),
@@ -173,7 +176,13 @@ export function addAdminService(server: grpc.Server, deps: GrpcApiDeps): void {
           });
         w.del('apikeys', r.api_key_id);
       });
-      return { id: r.api_key_id, deleted: true };
+      return { id: r.api_key_id, deleted: true, revision: 0 };
+    }),
+    listSidecars: unary('ListSidecars', ['admin'], () => {
+      throw new ActError('INTERNAL', 'not yet');
+    }),
+    waitForPropagation: unary('WaitForPropagation', ['admin'], () => {
+      throw new ActError('INTERNAL', 'not yet');
     }),
   };
   server.addService(AdminServiceService, impl);
@@ -208,6 +217,7 @@ export function addDecisionService(server: grpc.Server, deps: GrpcApiDeps): void
         }
       })();
     },
+    waitForApproval: (call) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'not yet' }),
   };
   server.addService(DecisionServiceService, impl);
 }

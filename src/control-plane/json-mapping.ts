@@ -4,13 +4,13 @@
  */
 import {
   AgentStatus,
-  ApprovalStatus,
   Role,
   type Agent,
   type Approval,
   type AuditRecord,
   type Policy,
 } from '../gen/act/v1/admin';
+import { ApprovalStatus } from '../gen/act/v1/decision';
 import { Decision, ReasonCode } from '../gen/act/v1/decision';
 
 export function agentJson(a: Agent): Record<string, unknown> {

@@ -3,7 +3,8 @@
  * gRPC CheckPermissionResponse. Both processes answer checks through these.
  */
 import { decisionToWire, reasonToWire } from '../common/reasons';
-import { AgentStatus, ApprovalStatus, type Agent, type Approval } from '../gen/act/v1/admin';
+import { AgentStatus, type Agent, type Approval } from '../gen/act/v1/admin';
+import { ApprovalStatus } from '../gen/act/v1/decision';
 import type { CheckPermissionResponse, DecisionDetails } from '../gen/act/v1/decision';
 import type { AgentView, ApprovalView, DecisionResult } from './types';
 

@@ -220,6 +220,7 @@ export async function startSidecar(
         (err: unknown) => cb(rpcError(err)),
       );
     },
+    waitForApproval: (call) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'not yet' }),
   };
   grpcServer.addService(DECISION_SERVICE, impl);
   health.addTo(grpcServer);

@@ -2,3 +2,4 @@
 export * from './types';
 export { openLmdbStore, type LmdbStoreConfig } from './lmdb/lmdb-store';
 export { LmdbAuditStore, type LmdbAuditOptions } from './lmdb/lmdb-audit';
+export { planIngest, type ChainHead, type IngestPlan } from './chain-ingest';

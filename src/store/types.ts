@@ -80,9 +80,47 @@ export interface AuditPage {
   nextCursor: string;
 }
 
+/** Why an ingested batch was refused (nothing of it is stored). */
+export class ChainViolation extends Error {
+  constructor(
+    message: string,
+    /** The record at fault. */
+    readonly auditId: string,
+  ) {
+    super(message);
+    this.name = 'ChainViolation';
+  }
+}
+
+/** What `ingest` did with a batch. */
+export interface IngestResult {
+  /** Records stored by this call. */
+  stored: number;
+  /** Records already stored (same audit id and hash): skipped. */
+  duplicates: number;
+  /** Records accepted after a gap in their source's seq (records lost upstream, e.g. drop-oldest). */
+  gaps: number;
+  /** Sources whose chain started again at seq 1 (a sidecar with a new spool under an old id). */
+  restarts: number;
+}
+
 export interface AuditStore {
-  /** Stores records idempotently by audit_id; returns how many were new. Atomic per call. */
+  /**
+   * Stores records idempotently by audit_id; returns how many were new. Atomic per call. No chain
+   * checks; a source's head becomes its highest-seq record. For trusted writers and tools.
+   */
   append(records: AuditRecord[]): Promise<number>;
+  /**
+   * Stores records from an enforcement point after checking each against its source's stored chain,
+   * atomically with every other ingest of that source (across replicas): the hash must be the
+   * record's own (`auditHash`), a stored audit id must have the same hash (else refused), seq n+1 must
+   * link to the head's hash, seq <= head is refused unless it is a duplicate or a restart (seq 1,
+   * prev_hash ''), seq > head + 1 is a gap (accepted, counted). Successive records of a batch must link.
+   * The head becomes the last accepted record. Throws ChainViolation and stores nothing on any refusal.
+   */
+  ingest(records: AuditRecord[]): Promise<IngestResult>;
+  /** Deletes records with audit-id time before `beforeMs` (retention); returns how many. Heads stay. */
+  prune(beforeMs: number): Promise<number>;
   /** Newest first. Scans at most a bounded number of records per call; may return fewer than limit with a cursor. */
   query(filter: AuditFilter, cursor: string, limit: number): Promise<AuditPage>;
   /** Oldest first, lazily, in bounded memory. */
@@ -94,7 +132,36 @@ export interface AuditStore {
   count(): Promise<number>;
 }
 
+/**
+ * Operational tables: state shared by every control-plane replica on the store that is not
+ * replicated to sidecars and never bumps the revision (budget ledgers, the sidecar registry,
+ * outgoing notifications). Keys order bytewise, as in the main tables.
+ */
+export type OpsTable = 'budgets' | 'sidecars' | 'outbox';
+
+export interface OpsStore {
+  get<T>(table: OpsTable, key: string): Promise<T | undefined>;
+  scan<T>(table: OpsTable, opts: ScanOptions): Promise<Row<T>[]>;
+  /**
+   * Atomic read-modify-write of one row, durable when it resolves. `fn` gets the committed value and
+   * returns the new one (undefined deletes the row) with a result. Updates of a row are serialized
+   * across every replica sharing the store: no update is lost. `fn` must be synchronous and pure (it
+   * may run again on a retry).
+   */
+  update<T, R>(
+    table: OpsTable,
+    key: string,
+    fn: (current: T | undefined) => { value: T | undefined; result: R },
+  ): Promise<R>;
+  /** Upserts rows in one transaction (last writer wins). */
+  putMany<T>(table: OpsTable, rows: readonly Row<T>[]): Promise<void>;
+  /** Deletes rows; missing keys are ignored. */
+  delete(table: OpsTable, keys: readonly string[]): Promise<void>;
+}
+
 export interface Store {
+  /** 'lmdb' (embedded, one process) or 'postgres' (several control-plane replicas). */
+  readonly kind: 'lmdb' | 'postgres';
   /** Random id of this store instance (a sidecar seeing another id must take a snapshot). */
   readonly storeId: string;
   /** The latest committed revision. */
@@ -111,5 +178,6 @@ export interface Store {
   /** Called after each commit that bumped the revision. Returns an unsubscribe function. */
   onCommit(listener: (e: CommitEvent) => void): () => void;
   readonly audit: AuditStore;
+  readonly ops: OpsStore;
   close(): Promise<void>;
 }

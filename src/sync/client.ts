@@ -177,6 +177,7 @@ export class SyncClient {
           last_revision: this.replica.revision,
           store_id: this.replica.storeId,
           version: this.cfg.version,
+          previous_sidecar_ids: [],
         },
       },
     });

@@ -10,12 +10,12 @@ import type { Clock } from '../common/clock';
 import { isId } from '../common/ids';
 import { GRPC_STATUS } from '../common/status-map';
 import {
-  ApprovalStatus,
   type Agent,
   type Approval,
   type AuditRecord,
   type Policy,
 } from '../gen/act/v1/admin';
+import { ApprovalStatus } from '../gen/act/v1/decision';
 import {
   PublicKey,
   Revocation,
@@ -86,7 +86,15 @@ export class SyncHub {
   ) {}
 
   addTo(server: grpc.Server): void {
-    const impl: SyncServiceServer = { sync: (call) => void this.open(call) };
+    const unimplemented = (_call: unknown, cb: grpc.sendUnaryData<never>) =>
+      cb({ code: grpc.status.UNIMPLEMENTED, details: 'not yet' });
+    const impl: SyncServiceServer = {
+      sync: (call) => void this.open(call),
+      requestApproval: unimplemented,
+      consumeApproval: unimplemented,
+      leaseBudget: unimplemented,
+      releaseBudget: unimplemented,
+    };
     // Responses may be handed over already encoded: a commit that goes to every unscoped
     // sidecar is encoded once, not once per stream (1,000 streams = 1,000 encodes otherwise).
     const service = {

@@ -26,7 +26,13 @@ describe('sidecar: Applied on the Sync stream', function () {
   let stream: grpc.ServerDuplexStream<SyncRequest, SyncResponse> | undefined;
 
   before(async () => {
+    const unimplemented = (_call: unknown, cb: grpc.sendUnaryData<never>) =>
+      cb({ code: grpc.status.UNIMPLEMENTED, details: 'scripted peer' });
     const impl: SyncServiceServer = {
+      requestApproval: unimplemented,
+      consumeApproval: unimplemented,
+      leaseBudget: unimplemented,
+      releaseBudget: unimplemented,
       sync: (call) => {
         stream = call;
         call.on('data', (m: SyncRequest) => {

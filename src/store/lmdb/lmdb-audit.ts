@@ -14,7 +14,8 @@
 import type { Database, RootDatabase } from 'lmdb';
 import { invalid } from '../../common/errors';
 import { sortableIdTime } from '../../common/ids';
-import type { AuditFilter, AuditPage, AuditRecord, AuditStore } from '../types';
+import { planIngest, type ChainHead } from '../chain-ingest';
+import type { AuditFilter, AuditPage, AuditRecord, AuditStore, IngestResult } from '../types';
 import { compareKeys, prefixEnd } from './key-range';
 
 /** Records examined (not returned) at most per `query` call before it returns a cursor. */
@@ -29,7 +30,12 @@ const INDEX_SEP = '/';
 interface SourceHead {
   audit_id: string;
   seq: number;
+  /** The head record's hash (absent in heads written before ingest() existed). */
+  hash?: string;
 }
+
+/** Records deleted per transaction by prune(). */
+const PRUNE_CHUNK = 2000;
 
 /** Whether `a` comes after `b` in a source's chain: higher seq, or the same seq and a later id. */
 function isAfter(a: SourceHead, b: SourceHead): boolean {
@@ -98,12 +104,10 @@ export class LmdbAuditStore implements AuditStore {
         if (seen.has(r.audit_id)) continue;
         seen.add(r.audit_id);
         if (this.records.doesExist(r.audit_id)) continue;
-        this.records.putSync(r.audit_id, r);
-        if (r.agent_id) this.byAgent.putSync(`${r.agent_id}${INDEX_SEP}${r.audit_id}`, true);
-        if (r.token_id) this.byToken.putSync(`${r.token_id}${INDEX_SEP}${r.audit_id}`, true);
+        this.putRecord(r);
         // The batch's highest record per source; the stored head is read and written once per source.
         const top = heads.get(r.source);
-        if (!top || isAfter(r, top)) heads.set(r.source, { audit_id: r.audit_id, seq: r.seq });
+        if (!top || isAfter(r, top)) heads.set(r.source, { audit_id: r.audit_id, seq: r.seq, hash: r.hash });
         fresh.push(r);
       }
       for (const [source, top] of heads) {
@@ -115,16 +119,89 @@ export class LmdbAuditStore implements AuditStore {
       }
     });
     await this.root.flushed; // the caller acks the batch upstream: it must be durable
-    if (fresh.length > 0) {
-      for (const l of [...this.listeners]) {
-        try {
-          l(fresh);
-        } catch {
-          // A faulty follower must not fail an append that is already stored.
-        }
+    this.notify(fresh);
+    return fresh.length;
+  }
+
+  ingest(records: AuditRecord[]): Promise<IngestResult> {
+    const p = this.doIngest(records);
+    this.inFlight.add(p);
+    // Tracked only so close() can wait; the caller observes the result through `p`.
+    void p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private async doIngest(records: AuditRecord[]): Promise<IngestResult> {
+    if (records.length === 0) return { stored: 0, duplicates: 0, gaps: 0, restarts: 0 };
+    let fresh: AuditRecord[] = [];
+    let result: IngestResult | undefined;
+    // The plan is made inside the write transaction, which is serialized with every other append.
+    await this.root.childTransaction(() => {
+      const plan = planIngest(
+        records,
+        (source) => this.headOf(source),
+        (id) => this.records.get(id)?.hash,
+      );
+      for (const r of plan.insert) this.putRecord(r);
+      for (const [source, head] of plan.heads) this.lastBySource.putSync(source, head);
+      if (plan.insert.length > 0) {
+        this.meta.putSync(
+          COUNT_KEY,
+          ((this.meta.get(COUNT_KEY) as number | undefined) ?? 0) + plan.insert.length,
+        );
+      }
+      fresh = plan.insert;
+      result = plan.result;
+    });
+    await this.root.flushed; // the caller acks the batch upstream: it must be durable
+    this.notify(fresh);
+    return result!;
+  }
+
+  private headOf(source: string): ChainHead | undefined {
+    const h = this.lastBySource.get(source);
+    if (!h) return undefined;
+    return { audit_id: h.audit_id, seq: h.seq, hash: h.hash ?? this.records.get(h.audit_id)?.hash ?? '' };
+  }
+
+  private putRecord(r: AuditRecord): void {
+    this.records.putSync(r.audit_id, r);
+    if (r.agent_id) this.byAgent.putSync(`${r.agent_id}${INDEX_SEP}${r.audit_id}`, true);
+    if (r.token_id) this.byToken.putSync(`${r.token_id}${INDEX_SEP}${r.audit_id}`, true);
+  }
+
+  private notify(fresh: AuditRecord[]): void {
+    if (fresh.length === 0) return;
+    for (const l of [...this.listeners]) {
+      try {
+        l(fresh);
+      } catch {
+        // A faulty follower must not fail an append that is already stored.
       }
     }
-    return fresh.length;
+  }
+
+  async prune(beforeMs: number): Promise<number> {
+    const end = auditIdAt(beforeMs);
+    let total = 0;
+    for (;;) {
+      const ids: string[] = [];
+      for (const key of this.records.getKeys({ end, limit: PRUNE_CHUNK })) ids.push(key);
+      if (ids.length === 0) return total;
+      await this.root.childTransaction(() => {
+        for (const id of ids) {
+          const r = this.records.get(id);
+          if (r?.agent_id) this.byAgent.removeSync(`${r.agent_id}${INDEX_SEP}${id}`);
+          if (r?.token_id) this.byToken.removeSync(`${r.token_id}${INDEX_SEP}${id}`);
+          this.records.removeSync(id);
+        }
+        const n = (this.meta.get(COUNT_KEY) as number | undefined) ?? 0;
+        this.meta.putSync(COUNT_KEY, Math.max(0, n - ids.length));
+      });
+      await this.root.flushed;
+      total += ids.length;
+      if (ids.length < PRUNE_CHUNK) return total;
+    }
   }
 
   async query(filter: AuditFilter, cursor: string, limit: number): Promise<AuditPage> {

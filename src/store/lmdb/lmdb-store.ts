@@ -28,6 +28,7 @@ import type {
 } from '../types';
 import { committedRows, compareKeys, inWindow } from './key-range';
 import { LmdbAuditStore } from './lmdb-audit';
+import { LmdbOpsStore } from './lmdb-ops';
 
 /** Configuration of the embedded LMDB store. */
 export interface LmdbStoreConfig {
@@ -69,7 +70,7 @@ export async function openLmdbStore(config: LmdbStoreConfig): Promise<Store> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const root = open({
     path: join(config.dataDir, 'control-plane.mdb'),
-    maxDbs: 20,
+    maxDbs: 32,
     ...(config.mapSizeBytes !== undefined ? { mapSize: config.mapSizeBytes } : {}),
   });
   try {
@@ -94,7 +95,8 @@ export async function openLmdbStore(config: LmdbStoreConfig): Promise<Store> {
     for (const key of changelog.getKeys({ limit: 1 })) oldest = key;
 
     const audit = new LmdbAuditStore(root, meta, { scanBudget: config.auditScanBudget });
-    return new LmdbStore(root, tables, changelog, meta, audit, storeId, revision, oldest, retention);
+    const ops = new LmdbOpsStore(root);
+    return new LmdbStore(root, tables, changelog, meta, audit, ops, storeId, revision, oldest, retention);
   } catch (err) {
     await root.close();
     throw err;
@@ -102,6 +104,7 @@ export async function openLmdbStore(config: LmdbStoreConfig): Promise<Store> {
 }
 
 class LmdbStore implements Store {
+  readonly kind = 'lmdb' as const;
   /** Serializes write transactions up to their commit (not their flush). */
   private tail: Promise<unknown> = Promise.resolve();
   /** Announces commits in revision order once each is durable. */
@@ -117,6 +120,7 @@ class LmdbStore implements Store {
     private readonly changelog: Database<Uint8Array[], number>,
     private readonly meta: Database<unknown, string>,
     readonly audit: LmdbAuditStore,
+    readonly ops: LmdbOpsStore,
     readonly storeId: string,
     private current: number,
     private oldest: number,
@@ -272,6 +276,7 @@ class LmdbStore implements Store {
     await this.tail; // let queued writes finish
     await this.announced;
     await this.audit.drain();
+    await this.ops.drain();
     this.listeners.clear();
     await this.root.close();
   }

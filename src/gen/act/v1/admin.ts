@@ -22,6 +22,9 @@ import {
 } from "@grpc/grpc-js";
 import { Struct } from "../../google/protobuf/struct";
 import {
+  ApprovalStatus,
+  approvalStatusFromJSON,
+  approvalStatusToJSON,
   Decision,
   DecisionDetails,
   decisionFromJSON,
@@ -73,70 +76,6 @@ export function agentStatusToJSON(object: AgentStatus): string {
     case AgentStatus.DISABLED:
       return "DISABLED";
     case AgentStatus.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
-}
-
-/** ApprovalStatus is where an approval request stands. */
-export enum ApprovalStatus {
-  /** APPROVAL_STATUS_UNSPECIFIED - Never stored. */
-  APPROVAL_STATUS_UNSPECIFIED = 0,
-  /** PENDING - Waiting for a human. */
-  PENDING = 1,
-  /** APPROVED - Approved: the agent's next check with this approval_id is allowed (once). */
-  APPROVED = 2,
-  /** DENIED - Denied. */
-  DENIED = 3,
-  /** EXPIRED - Not resolved before its deadline, or already used. */
-  EXPIRED = 4,
-  /** USED - Approved and consumed by an allowed check. */
-  USED = 5,
-  UNRECOGNIZED = -1,
-}
-
-export function approvalStatusFromJSON(object: any): ApprovalStatus {
-  switch (object) {
-    case 0:
-    case "APPROVAL_STATUS_UNSPECIFIED":
-      return ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED;
-    case 1:
-    case "PENDING":
-      return ApprovalStatus.PENDING;
-    case 2:
-    case "APPROVED":
-      return ApprovalStatus.APPROVED;
-    case 3:
-    case "DENIED":
-      return ApprovalStatus.DENIED;
-    case 4:
-    case "EXPIRED":
-      return ApprovalStatus.EXPIRED;
-    case 5:
-    case "USED":
-      return ApprovalStatus.USED;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return ApprovalStatus.UNRECOGNIZED;
-  }
-}
-
-export function approvalStatusToJSON(object: ApprovalStatus): string {
-  switch (object) {
-    case ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED:
-      return "APPROVAL_STATUS_UNSPECIFIED";
-    case ApprovalStatus.PENDING:
-      return "PENDING";
-    case ApprovalStatus.APPROVED:
-      return "APPROVED";
-    case ApprovalStatus.DENIED:
-      return "DENIED";
-    case ApprovalStatus.EXPIRED:
-      return "EXPIRED";
-    case ApprovalStatus.USED:
-      return "USED";
-    case ApprovalStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -288,6 +227,8 @@ export interface DeleteResponse {
   id: string;
   /** Always true. */
   deleted: boolean;
+  /** The control-plane revision at which the deletion committed (0 when nothing synced changed). */
+  revision: number;
 }
 
 /** PolicyConstraints are the seed's limits on a policy's grants. */
@@ -348,6 +289,8 @@ export interface Policy {
   created_at: string;
   /** Last change, RFC 3339. */
   updated_at: string;
+  /** Set only on the answer to an update with wait_ms: which sidecars applied it. */
+  propagation?: Propagation | undefined;
 }
 
 /** CreatePolicyRequest is the body of POST /api/policies. */
@@ -379,7 +322,14 @@ export interface UpdatePolicyRequest {
   /** The policy to change. */
   policy_id: string;
   /** The full new definition (name may change if still unique). */
-  policy?: CreatePolicyRequest | undefined;
+  policy?:
+    | CreatePolicyRequest
+    | undefined;
+  /**
+   * Wait up to this many milliseconds (at most 60000) until every connected sidecar
+   * holding the policy has applied the new version (see Policy.propagation).
+   */
+  wait_ms: number;
 }
 
 /** ListPoliciesRequest pages policies. */
@@ -505,6 +455,12 @@ export interface RevokeTokenRequest {
   token_id: string;
   /** Optional reason, recorded. */
   reason: string;
+  /**
+   * Wait up to this many milliseconds (at most 60000) until every connected sidecar
+   * in the token's scope has applied the revocation; the answer's propagation says
+   * how many did. 0 = do not wait.
+   */
+  wait_ms: number;
 }
 
 /** RevokeTokenResponse lists every token revoked by the call. */
@@ -513,6 +469,27 @@ export interface RevokeTokenResponse {
   revoked_token_ids: string[];
   /** The control-plane revision at which the revocation committed. */
   revision: number;
+  /** With wait_ms: which connected sidecars in scope applied the revision. */
+  propagation?: Propagation | undefined;
+}
+
+/**
+ * Propagation says which connected sidecars have applied a revision (a receipt for
+ * a revocation or policy change).
+ */
+export interface Propagation {
+  /** The revision waited for. */
+  revision: number;
+  /** Connected sidecars in scope that have applied it. */
+  applied: number;
+  /** Connected sidecars in scope. */
+  total: number;
+  /** The sidecars in scope that had not applied it when the wait ended. */
+  pending_sidecar_ids: string[];
+  /** True when applied == total. */
+  complete: boolean;
+  /** How long the call waited, in milliseconds. */
+  waited_ms: number;
 }
 
 /** AttenuateTokenRequest derives a child token with fewer rights. */
@@ -568,6 +545,22 @@ export interface Approval {
   comment: string;
   /** The audit record of the check that asked. */
   audit_id: string;
+  /**
+   * SHA-256 (hex) of the canonical JSON of {action, resource, context}: the exact
+   * request a grant allows. A check presenting this approval with anything else is
+   * a new request.
+   */
+  request_hash: string;
+  /** Where the check was decided: a sidecar id, or the control plane's chain source. */
+  source: string;
+  /** The agent's name when the request was made (for approvers). */
+  agent_name: string;
+  /** When the grant was used, RFC 3339 (status USED). */
+  used_at: string;
+  /** The audit record of the check the grant allowed (status USED). */
+  used_audit_id: string;
+  /** The enforcement point that used the grant (status USED). */
+  used_by: string;
 }
 
 /** ListApprovalsRequest filters approvals. */
@@ -768,6 +761,54 @@ export interface ListApiKeysResponse {
 export interface RevokeApiKeyRequest {
   /** "ak_..." id. */
   api_key_id: string;
+}
+
+/** ListSidecarsRequest filters the sidecar list. */
+export interface ListSidecarsRequest {
+  /** Include sidecars not connected now (seen within the last 24 hours). */
+  include_disconnected: boolean;
+}
+
+/** SidecarInfo is what the control plane knows of one sidecar. */
+export interface SidecarInfo {
+  /** The sidecar's id (its audit chain source). */
+  sidecar_id: string;
+  /** The agents it serves; ["*"] for all. */
+  agent_ids: string[];
+  /** The revision its replica has applied (as it last reported). */
+  applied_revision: number;
+  /** The control plane's revision minus applied_revision. */
+  lag_revisions: number;
+  /** Last message from it, RFC 3339. */
+  last_contact: string;
+  /** Whether its Sync stream is open now. */
+  connected: boolean;
+  /** The control-plane replica it is connected to. */
+  control_plane: string;
+  /** Its software version. */
+  version: string;
+  /** When its current (or last) stream opened, RFC 3339. */
+  connected_at: string;
+  /** The API key it authenticated with. */
+  api_key_id: string;
+}
+
+/** ListSidecarsResponse lists sidecars, most recently seen first. */
+export interface ListSidecarsResponse {
+  /** The sidecars. */
+  sidecars: SidecarInfo[];
+  /** The control plane's revision now. */
+  revision: number;
+}
+
+/** WaitForPropagationRequest names a revision to wait for. */
+export interface WaitForPropagationRequest {
+  /** The revision (from a write's answer). */
+  revision: number;
+  /** Only sidecars serving this agent (empty: every connected sidecar). */
+  agent_id: string;
+  /** Wait at most this long, in milliseconds (at most 60000; 0 = answer at once). */
+  wait_ms: number;
 }
 
 function createBaseAgent(): Agent {
@@ -1810,7 +1851,7 @@ export const ListAgentsResponse: MessageFns<ListAgentsResponse> = {
 };
 
 function createBaseDeleteResponse(): DeleteResponse {
-  return { id: "", deleted: false };
+  return { id: "", deleted: false, revision: 0 };
 }
 
 export const DeleteResponse: MessageFns<DeleteResponse> = {
@@ -1820,6 +1861,9 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     }
     if (message.deleted !== false) {
       writer.uint32(16).bool(message.deleted);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(24).uint64(message.revision);
     }
     return writer;
   },
@@ -1853,6 +1897,14 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
             message.deleted = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1869,6 +1921,7 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     return {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
       deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false,
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
     };
   },
 
@@ -1880,6 +1933,9 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     if (message.deleted !== false) {
       obj.deleted = message.deleted;
     }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
     return obj;
   },
 
@@ -1890,6 +1946,7 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     const message = createBaseDeleteResponse();
     message.id = object.id ?? "";
     message.deleted = object.deleted ?? false;
+    message.revision = object.revision ?? 0;
     return message;
   },
 };
@@ -2136,6 +2193,7 @@ function createBasePolicy(): Policy {
     version: 0,
     created_at: "",
     updated_at: "",
+    propagation: undefined,
   };
 }
 
@@ -2170,6 +2228,9 @@ export const Policy: MessageFns<Policy> = {
     }
     if (message.updated_at !== "") {
       writer.uint32(82).string(message.updated_at);
+    }
+    if (message.propagation !== undefined) {
+      Propagation.encode(message.propagation, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -2267,6 +2328,14 @@ export const Policy: MessageFns<Policy> = {
             message.updated_at = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.propagation = Propagation.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2311,6 +2380,7 @@ export const Policy: MessageFns<Policy> = {
         : isSet(object.updated_at)
         ? globalThis.String(object.updated_at)
         : "",
+      propagation: isSet(object.propagation) ? Propagation.fromJSON(object.propagation) : undefined,
     };
   },
 
@@ -2346,6 +2416,9 @@ export const Policy: MessageFns<Policy> = {
     if (message.updated_at !== "") {
       obj.updatedAt = message.updated_at;
     }
+    if (message.propagation !== undefined) {
+      obj.propagation = Propagation.toJSON(message.propagation);
+    }
     return obj;
   },
 
@@ -2366,6 +2439,9 @@ export const Policy: MessageFns<Policy> = {
     message.version = object.version ?? 0;
     message.created_at = object.created_at ?? "";
     message.updated_at = object.updated_at ?? "";
+    message.propagation = (object.propagation !== undefined && object.propagation !== null)
+      ? Propagation.fromPartial(object.propagation)
+      : undefined;
     return message;
   },
 };
@@ -2603,7 +2679,7 @@ export const GetPolicyRequest: MessageFns<GetPolicyRequest> = {
 };
 
 function createBaseUpdatePolicyRequest(): UpdatePolicyRequest {
-  return { policy_id: "", policy: undefined };
+  return { policy_id: "", policy: undefined, wait_ms: 0 };
 }
 
 export const UpdatePolicyRequest: MessageFns<UpdatePolicyRequest> = {
@@ -2613,6 +2689,9 @@ export const UpdatePolicyRequest: MessageFns<UpdatePolicyRequest> = {
     }
     if (message.policy !== undefined) {
       CreatePolicyRequest.encode(message.policy, writer.uint32(18).fork()).join();
+    }
+    if (message.wait_ms !== 0) {
+      writer.uint32(24).uint32(message.wait_ms);
     }
     return writer;
   },
@@ -2646,6 +2725,14 @@ export const UpdatePolicyRequest: MessageFns<UpdatePolicyRequest> = {
             message.policy = CreatePolicyRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.wait_ms = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2666,6 +2753,11 @@ export const UpdatePolicyRequest: MessageFns<UpdatePolicyRequest> = {
         ? globalThis.String(object.policy_id)
         : "",
       policy: isSet(object.policy) ? CreatePolicyRequest.fromJSON(object.policy) : undefined,
+      wait_ms: isSet(object.waitMs)
+        ? globalThis.Number(object.waitMs)
+        : isSet(object.wait_ms)
+        ? globalThis.Number(object.wait_ms)
+        : 0,
     };
   },
 
@@ -2676,6 +2768,9 @@ export const UpdatePolicyRequest: MessageFns<UpdatePolicyRequest> = {
     }
     if (message.policy !== undefined) {
       obj.policy = CreatePolicyRequest.toJSON(message.policy);
+    }
+    if (message.wait_ms !== 0) {
+      obj.waitMs = Math.round(message.wait_ms);
     }
     return obj;
   },
@@ -2689,6 +2784,7 @@ export const UpdatePolicyRequest: MessageFns<UpdatePolicyRequest> = {
     message.policy = (object.policy !== undefined && object.policy !== null)
       ? CreatePolicyRequest.fromPartial(object.policy)
       : undefined;
+    message.wait_ms = object.wait_ms ?? 0;
     return message;
   },
 };
@@ -4043,7 +4139,7 @@ export const ListTokensResponse: MessageFns<ListTokensResponse> = {
 };
 
 function createBaseRevokeTokenRequest(): RevokeTokenRequest {
-  return { token_id: "", reason: "" };
+  return { token_id: "", reason: "", wait_ms: 0 };
 }
 
 export const RevokeTokenRequest: MessageFns<RevokeTokenRequest> = {
@@ -4053,6 +4149,9 @@ export const RevokeTokenRequest: MessageFns<RevokeTokenRequest> = {
     }
     if (message.reason !== "") {
       writer.uint32(18).string(message.reason);
+    }
+    if (message.wait_ms !== 0) {
+      writer.uint32(24).uint32(message.wait_ms);
     }
     return writer;
   },
@@ -4086,6 +4185,14 @@ export const RevokeTokenRequest: MessageFns<RevokeTokenRequest> = {
             message.reason = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.wait_ms = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4106,6 +4213,11 @@ export const RevokeTokenRequest: MessageFns<RevokeTokenRequest> = {
         ? globalThis.String(object.token_id)
         : "",
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      wait_ms: isSet(object.waitMs)
+        ? globalThis.Number(object.waitMs)
+        : isSet(object.wait_ms)
+        ? globalThis.Number(object.wait_ms)
+        : 0,
     };
   },
 
@@ -4117,6 +4229,9 @@ export const RevokeTokenRequest: MessageFns<RevokeTokenRequest> = {
     if (message.reason !== "") {
       obj.reason = message.reason;
     }
+    if (message.wait_ms !== 0) {
+      obj.waitMs = Math.round(message.wait_ms);
+    }
     return obj;
   },
 
@@ -4127,12 +4242,13 @@ export const RevokeTokenRequest: MessageFns<RevokeTokenRequest> = {
     const message = createBaseRevokeTokenRequest();
     message.token_id = object.token_id ?? "";
     message.reason = object.reason ?? "";
+    message.wait_ms = object.wait_ms ?? 0;
     return message;
   },
 };
 
 function createBaseRevokeTokenResponse(): RevokeTokenResponse {
-  return { revoked_token_ids: [], revision: 0 };
+  return { revoked_token_ids: [], revision: 0, propagation: undefined };
 }
 
 export const RevokeTokenResponse: MessageFns<RevokeTokenResponse> = {
@@ -4142,6 +4258,9 @@ export const RevokeTokenResponse: MessageFns<RevokeTokenResponse> = {
     }
     if (message.revision !== 0) {
       writer.uint32(16).uint64(message.revision);
+    }
+    if (message.propagation !== undefined) {
+      Propagation.encode(message.propagation, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -4175,6 +4294,14 @@ export const RevokeTokenResponse: MessageFns<RevokeTokenResponse> = {
             message.revision = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.propagation = Propagation.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4195,6 +4322,7 @@ export const RevokeTokenResponse: MessageFns<RevokeTokenResponse> = {
         ? object.revoked_token_ids.map((e: any) => globalThis.String(e))
         : [],
       revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      propagation: isSet(object.propagation) ? Propagation.fromJSON(object.propagation) : undefined,
     };
   },
 
@@ -4206,6 +4334,9 @@ export const RevokeTokenResponse: MessageFns<RevokeTokenResponse> = {
     if (message.revision !== 0) {
       obj.revision = Math.round(message.revision);
     }
+    if (message.propagation !== undefined) {
+      obj.propagation = Propagation.toJSON(message.propagation);
+    }
     return obj;
   },
 
@@ -4216,6 +4347,166 @@ export const RevokeTokenResponse: MessageFns<RevokeTokenResponse> = {
     const message = createBaseRevokeTokenResponse();
     message.revoked_token_ids = object.revoked_token_ids?.map((e) => e) || [];
     message.revision = object.revision ?? 0;
+    message.propagation = (object.propagation !== undefined && object.propagation !== null)
+      ? Propagation.fromPartial(object.propagation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePropagation(): Propagation {
+  return { revision: 0, applied: 0, total: 0, pending_sidecar_ids: [], complete: false, waited_ms: 0 };
+}
+
+export const Propagation: MessageFns<Propagation> = {
+  encode(message: Propagation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revision !== 0) {
+      writer.uint32(8).uint64(message.revision);
+    }
+    if (message.applied !== 0) {
+      writer.uint32(16).uint32(message.applied);
+    }
+    if (message.total !== 0) {
+      writer.uint32(24).uint32(message.total);
+    }
+    for (const v of message.pending_sidecar_ids) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.complete !== false) {
+      writer.uint32(40).bool(message.complete);
+    }
+    if (message.waited_ms !== 0) {
+      writer.uint32(48).uint32(message.waited_ms);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Propagation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePropagation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.applied = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.total = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pending_sidecar_ids.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.complete = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.waited_ms = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Propagation {
+    return {
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      applied: isSet(object.applied) ? globalThis.Number(object.applied) : 0,
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+      pending_sidecar_ids: globalThis.Array.isArray(object?.pendingSidecarIds)
+        ? object.pendingSidecarIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.pending_sidecar_ids)
+        ? object.pending_sidecar_ids.map((e: any) => globalThis.String(e))
+        : [],
+      complete: isSet(object.complete) ? globalThis.Boolean(object.complete) : false,
+      waited_ms: isSet(object.waitedMs)
+        ? globalThis.Number(object.waitedMs)
+        : isSet(object.waited_ms)
+        ? globalThis.Number(object.waited_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: Propagation): unknown {
+    const obj: any = {};
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.applied !== 0) {
+      obj.applied = Math.round(message.applied);
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    if (message.pending_sidecar_ids?.length) {
+      obj.pendingSidecarIds = message.pending_sidecar_ids;
+    }
+    if (message.complete !== false) {
+      obj.complete = message.complete;
+    }
+    if (message.waited_ms !== 0) {
+      obj.waitedMs = Math.round(message.waited_ms);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Propagation>, I>>(base?: I): Propagation {
+    return Propagation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Propagation>, I>>(object: I): Propagation {
+    const message = createBasePropagation();
+    message.revision = object.revision ?? 0;
+    message.applied = object.applied ?? 0;
+    message.total = object.total ?? 0;
+    message.pending_sidecar_ids = object.pending_sidecar_ids?.map((e) => e) || [];
+    message.complete = object.complete ?? false;
+    message.waited_ms = object.waited_ms ?? 0;
     return message;
   },
 };
@@ -4503,6 +4794,12 @@ function createBaseApproval(): Approval {
     resolved_at: "",
     comment: "",
     audit_id: "",
+    request_hash: "",
+    source: "",
+    agent_name: "",
+    used_at: "",
+    used_audit_id: "",
+    used_by: "",
   };
 }
 
@@ -4552,6 +4849,24 @@ export const Approval: MessageFns<Approval> = {
     }
     if (message.audit_id !== "") {
       writer.uint32(122).string(message.audit_id);
+    }
+    if (message.request_hash !== "") {
+      writer.uint32(130).string(message.request_hash);
+    }
+    if (message.source !== "") {
+      writer.uint32(138).string(message.source);
+    }
+    if (message.agent_name !== "") {
+      writer.uint32(146).string(message.agent_name);
+    }
+    if (message.used_at !== "") {
+      writer.uint32(154).string(message.used_at);
+    }
+    if (message.used_audit_id !== "") {
+      writer.uint32(162).string(message.used_audit_id);
+    }
+    if (message.used_by !== "") {
+      writer.uint32(170).string(message.used_by);
     }
     return writer;
   },
@@ -4689,6 +5004,54 @@ export const Approval: MessageFns<Approval> = {
             message.audit_id = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.request_hash = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.agent_name = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.used_at = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.used_audit_id = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.used_by = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4754,6 +5117,32 @@ export const Approval: MessageFns<Approval> = {
         : isSet(object.audit_id)
         ? globalThis.String(object.audit_id)
         : "",
+      request_hash: isSet(object.requestHash)
+        ? globalThis.String(object.requestHash)
+        : isSet(object.request_hash)
+        ? globalThis.String(object.request_hash)
+        : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      agent_name: isSet(object.agentName)
+        ? globalThis.String(object.agentName)
+        : isSet(object.agent_name)
+        ? globalThis.String(object.agent_name)
+        : "",
+      used_at: isSet(object.usedAt)
+        ? globalThis.String(object.usedAt)
+        : isSet(object.used_at)
+        ? globalThis.String(object.used_at)
+        : "",
+      used_audit_id: isSet(object.usedAuditId)
+        ? globalThis.String(object.usedAuditId)
+        : isSet(object.used_audit_id)
+        ? globalThis.String(object.used_audit_id)
+        : "",
+      used_by: isSet(object.usedBy)
+        ? globalThis.String(object.usedBy)
+        : isSet(object.used_by)
+        ? globalThis.String(object.used_by)
+        : "",
     };
   },
 
@@ -4804,6 +5193,24 @@ export const Approval: MessageFns<Approval> = {
     if (message.audit_id !== "") {
       obj.auditId = message.audit_id;
     }
+    if (message.request_hash !== "") {
+      obj.requestHash = message.request_hash;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.agent_name !== "") {
+      obj.agentName = message.agent_name;
+    }
+    if (message.used_at !== "") {
+      obj.usedAt = message.used_at;
+    }
+    if (message.used_audit_id !== "") {
+      obj.usedAuditId = message.used_audit_id;
+    }
+    if (message.used_by !== "") {
+      obj.usedBy = message.used_by;
+    }
     return obj;
   },
 
@@ -4827,6 +5234,12 @@ export const Approval: MessageFns<Approval> = {
     message.resolved_at = object.resolved_at ?? "";
     message.comment = object.comment ?? "";
     message.audit_id = object.audit_id ?? "";
+    message.request_hash = object.request_hash ?? "";
+    message.source = object.source ?? "";
+    message.agent_name = object.agent_name ?? "";
+    message.used_at = object.used_at ?? "";
+    message.used_audit_id = object.used_audit_id ?? "";
+    message.used_by = object.used_by ?? "";
     return message;
   },
 };
@@ -6869,6 +7282,531 @@ export const RevokeApiKeyRequest: MessageFns<RevokeApiKeyRequest> = {
   },
 };
 
+function createBaseListSidecarsRequest(): ListSidecarsRequest {
+  return { include_disconnected: false };
+}
+
+export const ListSidecarsRequest: MessageFns<ListSidecarsRequest> = {
+  encode(message: ListSidecarsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.include_disconnected !== false) {
+      writer.uint32(8).bool(message.include_disconnected);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSidecarsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSidecarsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.include_disconnected = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSidecarsRequest {
+    return {
+      include_disconnected: isSet(object.includeDisconnected)
+        ? globalThis.Boolean(object.includeDisconnected)
+        : isSet(object.include_disconnected)
+        ? globalThis.Boolean(object.include_disconnected)
+        : false,
+    };
+  },
+
+  toJSON(message: ListSidecarsRequest): unknown {
+    const obj: any = {};
+    if (message.include_disconnected !== false) {
+      obj.includeDisconnected = message.include_disconnected;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSidecarsRequest>, I>>(base?: I): ListSidecarsRequest {
+    return ListSidecarsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSidecarsRequest>, I>>(object: I): ListSidecarsRequest {
+    const message = createBaseListSidecarsRequest();
+    message.include_disconnected = object.include_disconnected ?? false;
+    return message;
+  },
+};
+
+function createBaseSidecarInfo(): SidecarInfo {
+  return {
+    sidecar_id: "",
+    agent_ids: [],
+    applied_revision: 0,
+    lag_revisions: 0,
+    last_contact: "",
+    connected: false,
+    control_plane: "",
+    version: "",
+    connected_at: "",
+    api_key_id: "",
+  };
+}
+
+export const SidecarInfo: MessageFns<SidecarInfo> = {
+  encode(message: SidecarInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sidecar_id !== "") {
+      writer.uint32(10).string(message.sidecar_id);
+    }
+    for (const v of message.agent_ids) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.applied_revision !== 0) {
+      writer.uint32(24).uint64(message.applied_revision);
+    }
+    if (message.lag_revisions !== 0) {
+      writer.uint32(32).uint64(message.lag_revisions);
+    }
+    if (message.last_contact !== "") {
+      writer.uint32(42).string(message.last_contact);
+    }
+    if (message.connected !== false) {
+      writer.uint32(48).bool(message.connected);
+    }
+    if (message.control_plane !== "") {
+      writer.uint32(58).string(message.control_plane);
+    }
+    if (message.version !== "") {
+      writer.uint32(66).string(message.version);
+    }
+    if (message.connected_at !== "") {
+      writer.uint32(74).string(message.connected_at);
+    }
+    if (message.api_key_id !== "") {
+      writer.uint32(82).string(message.api_key_id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SidecarInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSidecarInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sidecar_id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.agent_ids.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.applied_revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lag_revisions = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.last_contact = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.connected = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.control_plane = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.connected_at = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.api_key_id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SidecarInfo {
+    return {
+      sidecar_id: isSet(object.sidecarId)
+        ? globalThis.String(object.sidecarId)
+        : isSet(object.sidecar_id)
+        ? globalThis.String(object.sidecar_id)
+        : "",
+      agent_ids: globalThis.Array.isArray(object?.agentIds)
+        ? object.agentIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.agent_ids)
+        ? object.agent_ids.map((e: any) => globalThis.String(e))
+        : [],
+      applied_revision: isSet(object.appliedRevision)
+        ? globalThis.Number(object.appliedRevision)
+        : isSet(object.applied_revision)
+        ? globalThis.Number(object.applied_revision)
+        : 0,
+      lag_revisions: isSet(object.lagRevisions)
+        ? globalThis.Number(object.lagRevisions)
+        : isSet(object.lag_revisions)
+        ? globalThis.Number(object.lag_revisions)
+        : 0,
+      last_contact: isSet(object.lastContact)
+        ? globalThis.String(object.lastContact)
+        : isSet(object.last_contact)
+        ? globalThis.String(object.last_contact)
+        : "",
+      connected: isSet(object.connected) ? globalThis.Boolean(object.connected) : false,
+      control_plane: isSet(object.controlPlane)
+        ? globalThis.String(object.controlPlane)
+        : isSet(object.control_plane)
+        ? globalThis.String(object.control_plane)
+        : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      connected_at: isSet(object.connectedAt)
+        ? globalThis.String(object.connectedAt)
+        : isSet(object.connected_at)
+        ? globalThis.String(object.connected_at)
+        : "",
+      api_key_id: isSet(object.apiKeyId)
+        ? globalThis.String(object.apiKeyId)
+        : isSet(object.api_key_id)
+        ? globalThis.String(object.api_key_id)
+        : "",
+    };
+  },
+
+  toJSON(message: SidecarInfo): unknown {
+    const obj: any = {};
+    if (message.sidecar_id !== "") {
+      obj.sidecarId = message.sidecar_id;
+    }
+    if (message.agent_ids?.length) {
+      obj.agentIds = message.agent_ids;
+    }
+    if (message.applied_revision !== 0) {
+      obj.appliedRevision = Math.round(message.applied_revision);
+    }
+    if (message.lag_revisions !== 0) {
+      obj.lagRevisions = Math.round(message.lag_revisions);
+    }
+    if (message.last_contact !== "") {
+      obj.lastContact = message.last_contact;
+    }
+    if (message.connected !== false) {
+      obj.connected = message.connected;
+    }
+    if (message.control_plane !== "") {
+      obj.controlPlane = message.control_plane;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.connected_at !== "") {
+      obj.connectedAt = message.connected_at;
+    }
+    if (message.api_key_id !== "") {
+      obj.apiKeyId = message.api_key_id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SidecarInfo>, I>>(base?: I): SidecarInfo {
+    return SidecarInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SidecarInfo>, I>>(object: I): SidecarInfo {
+    const message = createBaseSidecarInfo();
+    message.sidecar_id = object.sidecar_id ?? "";
+    message.agent_ids = object.agent_ids?.map((e) => e) || [];
+    message.applied_revision = object.applied_revision ?? 0;
+    message.lag_revisions = object.lag_revisions ?? 0;
+    message.last_contact = object.last_contact ?? "";
+    message.connected = object.connected ?? false;
+    message.control_plane = object.control_plane ?? "";
+    message.version = object.version ?? "";
+    message.connected_at = object.connected_at ?? "";
+    message.api_key_id = object.api_key_id ?? "";
+    return message;
+  },
+};
+
+function createBaseListSidecarsResponse(): ListSidecarsResponse {
+  return { sidecars: [], revision: 0 };
+}
+
+export const ListSidecarsResponse: MessageFns<ListSidecarsResponse> = {
+  encode(message: ListSidecarsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sidecars) {
+      SidecarInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.revision !== 0) {
+      writer.uint32(16).uint64(message.revision);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSidecarsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSidecarsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sidecars.push(SidecarInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSidecarsResponse {
+    return {
+      sidecars: globalThis.Array.isArray(object?.sidecars)
+        ? object.sidecars.map((e: any) => SidecarInfo.fromJSON(e))
+        : [],
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+    };
+  },
+
+  toJSON(message: ListSidecarsResponse): unknown {
+    const obj: any = {};
+    if (message.sidecars?.length) {
+      obj.sidecars = message.sidecars.map((e) => SidecarInfo.toJSON(e));
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSidecarsResponse>, I>>(base?: I): ListSidecarsResponse {
+    return ListSidecarsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSidecarsResponse>, I>>(object: I): ListSidecarsResponse {
+    const message = createBaseListSidecarsResponse();
+    message.sidecars = object.sidecars?.map((e) => SidecarInfo.fromPartial(e)) || [];
+    message.revision = object.revision ?? 0;
+    return message;
+  },
+};
+
+function createBaseWaitForPropagationRequest(): WaitForPropagationRequest {
+  return { revision: 0, agent_id: "", wait_ms: 0 };
+}
+
+export const WaitForPropagationRequest: MessageFns<WaitForPropagationRequest> = {
+  encode(message: WaitForPropagationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revision !== 0) {
+      writer.uint32(8).uint64(message.revision);
+    }
+    if (message.agent_id !== "") {
+      writer.uint32(18).string(message.agent_id);
+    }
+    if (message.wait_ms !== 0) {
+      writer.uint32(24).uint32(message.wait_ms);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WaitForPropagationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWaitForPropagationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.agent_id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.wait_ms = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WaitForPropagationRequest {
+    return {
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      agent_id: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      wait_ms: isSet(object.waitMs)
+        ? globalThis.Number(object.waitMs)
+        : isSet(object.wait_ms)
+        ? globalThis.Number(object.wait_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: WaitForPropagationRequest): unknown {
+    const obj: any = {};
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.agent_id !== "") {
+      obj.agentId = message.agent_id;
+    }
+    if (message.wait_ms !== 0) {
+      obj.waitMs = Math.round(message.wait_ms);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WaitForPropagationRequest>, I>>(base?: I): WaitForPropagationRequest {
+    return WaitForPropagationRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WaitForPropagationRequest>, I>>(object: I): WaitForPropagationRequest {
+    const message = createBaseWaitForPropagationRequest();
+    message.revision = object.revision ?? 0;
+    message.agent_id = object.agent_id ?? "";
+    message.wait_ms = object.wait_ms ?? 0;
+    return message;
+  },
+};
+
 /** AdminService manages agents, policies, tokens, approvals, audit and keys. */
 export type AdminServiceService = typeof AdminServiceService;
 export const AdminServiceService = {
@@ -7156,6 +8094,34 @@ export const AdminServiceService = {
     responseSerialize: (value: DeleteResponse): Buffer => Buffer.from(DeleteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteResponse => DeleteResponse.decode(value),
   },
+  /**
+   * Lists the sidecars known to the control plane with their scope, applied revision,
+   * lag and last contact (GET /api/sidecars). Role: admin.
+   */
+  listSidecars: {
+    path: "/act.v1.AdminService/ListSidecars" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSidecarsRequest): Buffer => Buffer.from(ListSidecarsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSidecarsRequest => ListSidecarsRequest.decode(value),
+    responseSerialize: (value: ListSidecarsResponse): Buffer =>
+      Buffer.from(ListSidecarsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSidecarsResponse => ListSidecarsResponse.decode(value),
+  },
+  /**
+   * Waits until every connected sidecar in scope has applied a revision
+   * (GET /api/sidecars/propagation?revision=N&agent_id=&wait=5s). Role: admin.
+   */
+  waitForPropagation: {
+    path: "/act.v1.AdminService/WaitForPropagation" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WaitForPropagationRequest): Buffer =>
+      Buffer.from(WaitForPropagationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WaitForPropagationRequest => WaitForPropagationRequest.decode(value),
+    responseSerialize: (value: Propagation): Buffer => Buffer.from(Propagation.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Propagation => Propagation.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -7219,6 +8185,16 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   listApiKeys: handleUnaryCall<ListApiKeysRequest, ListApiKeysResponse>;
   /** Revokes an API key (DELETE /api/api-keys/{key_id}). Role: admin. */
   revokeApiKey: handleUnaryCall<RevokeApiKeyRequest, DeleteResponse>;
+  /**
+   * Lists the sidecars known to the control plane with their scope, applied revision,
+   * lag and last contact (GET /api/sidecars). Role: admin.
+   */
+  listSidecars: handleUnaryCall<ListSidecarsRequest, ListSidecarsResponse>;
+  /**
+   * Waits until every connected sidecar in scope has applied a revision
+   * (GET /api/sidecars/propagation?revision=N&agent_id=&wait=5s). Role: admin.
+   */
+  waitForPropagation: handleUnaryCall<WaitForPropagationRequest, Propagation>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -7647,6 +8623,44 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists the sidecars known to the control plane with their scope, applied revision,
+   * lag and last contact (GET /api/sidecars). Role: admin.
+   */
+  listSidecars(
+    request: ListSidecarsRequest,
+    callback: (error: ServiceError | null, response: ListSidecarsResponse) => void,
+  ): ClientUnaryCall;
+  listSidecars(
+    request: ListSidecarsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSidecarsResponse) => void,
+  ): ClientUnaryCall;
+  listSidecars(
+    request: ListSidecarsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSidecarsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Waits until every connected sidecar in scope has applied a revision
+   * (GET /api/sidecars/propagation?revision=N&agent_id=&wait=5s). Role: admin.
+   */
+  waitForPropagation(
+    request: WaitForPropagationRequest,
+    callback: (error: ServiceError | null, response: Propagation) => void,
+  ): ClientUnaryCall;
+  waitForPropagation(
+    request: WaitForPropagationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Propagation) => void,
+  ): ClientUnaryCall;
+  waitForPropagation(
+    request: WaitForPropagationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Propagation) => void,
   ): ClientUnaryCall;
 }
 

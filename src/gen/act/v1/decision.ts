@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -115,8 +117,24 @@ export enum ReasonCode {
   GRANTED = 16,
   /** POLICY_UNKNOWN - None of the policies the token names exists any more. */
   POLICY_UNKNOWN = 17,
-  /** APPROVAL_DENIED - The request presented an approval that a human denied (or that expired). */
+  /** APPROVAL_DENIED - The request presented an approval that a human denied. */
   APPROVAL_DENIED = 18,
+  /**
+   * RESOURCE_PATH_INVALID - The resource is a path with a "." or ".." segment (e.g. "public/../secret/key");
+   * such a resource is never matched against patterns (decided before capabilities).
+   */
+  RESOURCE_PATH_INVALID = 19,
+  /**
+   * APPROVAL_UNAVAILABLE - An approval had to be requested or consumed at the control plane (a grant is
+   * used once across the fleet) and the control plane could not be reached: fail closed.
+   */
+  APPROVAL_UNAVAILABLE = 20,
+  /**
+   * BUDGET_UNAVAILABLE - The policy's rate limit or daily maximum is one budget shared by every enforcement
+   * point; this one's lease of it is spent and no new lease could be had from the
+   * control plane: fail closed (see details.retry_after_ms).
+   */
+  BUDGET_UNAVAILABLE = 21,
   UNRECOGNIZED = -1,
 }
 
@@ -179,6 +197,15 @@ export function reasonCodeFromJSON(object: any): ReasonCode {
     case 18:
     case "APPROVAL_DENIED":
       return ReasonCode.APPROVAL_DENIED;
+    case 19:
+    case "RESOURCE_PATH_INVALID":
+      return ReasonCode.RESOURCE_PATH_INVALID;
+    case 20:
+    case "APPROVAL_UNAVAILABLE":
+      return ReasonCode.APPROVAL_UNAVAILABLE;
+    case 21:
+    case "BUDGET_UNAVAILABLE":
+      return ReasonCode.BUDGET_UNAVAILABLE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -226,7 +253,80 @@ export function reasonCodeToJSON(object: ReasonCode): string {
       return "POLICY_UNKNOWN";
     case ReasonCode.APPROVAL_DENIED:
       return "APPROVAL_DENIED";
+    case ReasonCode.RESOURCE_PATH_INVALID:
+      return "RESOURCE_PATH_INVALID";
+    case ReasonCode.APPROVAL_UNAVAILABLE:
+      return "APPROVAL_UNAVAILABLE";
+    case ReasonCode.BUDGET_UNAVAILABLE:
+      return "BUDGET_UNAVAILABLE";
     case ReasonCode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** ApprovalStatus is where an approval request stands. */
+export enum ApprovalStatus {
+  /** APPROVAL_STATUS_UNSPECIFIED - Never stored. */
+  APPROVAL_STATUS_UNSPECIFIED = 0,
+  /** PENDING - Waiting for a human. */
+  PENDING = 1,
+  /**
+   * APPROVED - Approved: the agent's next check of exactly the bound request (same token,
+   * action, resource and context) with this approval_id is allowed, once.
+   */
+  APPROVED = 2,
+  /** DENIED - Denied by a human; final. */
+  DENIED = 3,
+  /** EXPIRED - Not decided, or not used, before its deadline; final. */
+  EXPIRED = 4,
+  /** USED - Approved and consumed by the one check it allowed; final. */
+  USED = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function approvalStatusFromJSON(object: any): ApprovalStatus {
+  switch (object) {
+    case 0:
+    case "APPROVAL_STATUS_UNSPECIFIED":
+      return ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED;
+    case 1:
+    case "PENDING":
+      return ApprovalStatus.PENDING;
+    case 2:
+    case "APPROVED":
+      return ApprovalStatus.APPROVED;
+    case 3:
+    case "DENIED":
+      return ApprovalStatus.DENIED;
+    case 4:
+    case "EXPIRED":
+      return ApprovalStatus.EXPIRED;
+    case 5:
+    case "USED":
+      return ApprovalStatus.USED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ApprovalStatus.UNRECOGNIZED;
+  }
+}
+
+export function approvalStatusToJSON(object: ApprovalStatus): string {
+  switch (object) {
+    case ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED:
+      return "APPROVAL_STATUS_UNSPECIFIED";
+    case ApprovalStatus.PENDING:
+      return "PENDING";
+    case ApprovalStatus.APPROVED:
+      return "APPROVED";
+    case ApprovalStatus.DENIED:
+      return "DENIED";
+    case ApprovalStatus.EXPIRED:
+      return "EXPIRED";
+    case ApprovalStatus.USED:
+      return "USED";
+    case ApprovalStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -256,7 +356,9 @@ export interface CheckPermissionRequest {
     | undefined;
   /**
    * An approval returned by an earlier APPROVAL_REQUIRED decision. Once a human
-   * has approved it, the same token, action and resource are allowed (once).
+   * has approved it, exactly the bound request (same token, action, resource and
+   * context, compared by a canonical hash) is allowed, once across the whole fleet.
+   * Any other request presenting it is a new request.
    */
   approval_id: string;
 }
@@ -328,6 +430,37 @@ export interface CheckItem {
 export interface CheckPermissionsResponse {
   /** One decision per item. */
   results: CheckPermissionResponse[];
+}
+
+/** WaitForApprovalRequest names the approval to wait on. */
+export interface WaitForApprovalRequest {
+  /** The approval ("approval_...") from an APPROVAL_REQUIRED answer. */
+  approval_id: string;
+  /** The ACT token whose check asked for the approval. */
+  token: string;
+  /** How long to wait, in milliseconds; 0 means 60 s; at most 900000 (15 minutes). */
+  timeout_ms: number;
+}
+
+/** ApprovalUpdate is the state of an approval request at one moment. */
+export interface ApprovalUpdate {
+  /** The approval. */
+  approval_id: string;
+  /** Its status now. */
+  status: ApprovalStatus;
+  /**
+   * True once a human decided or the request expired or was used: nothing more will
+   * change and the stream ends after this message.
+   */
+  decided: boolean;
+  /** Who decided (API key name), when decided by a human. */
+  resolved_by: string;
+  /** The approver's comment, if any. */
+  comment: string;
+  /** The request's deadline, RFC 3339. */
+  expires_at: string;
+  /** A sentence for the agent: what happened and what to do next. */
+  reason: string;
 }
 
 function createBaseCheckPermissionRequest(): CheckPermissionRequest {
@@ -1146,6 +1279,292 @@ export const CheckPermissionsResponse: MessageFns<CheckPermissionsResponse> = {
   },
 };
 
+function createBaseWaitForApprovalRequest(): WaitForApprovalRequest {
+  return { approval_id: "", token: "", timeout_ms: 0 };
+}
+
+export const WaitForApprovalRequest: MessageFns<WaitForApprovalRequest> = {
+  encode(message: WaitForApprovalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.approval_id !== "") {
+      writer.uint32(10).string(message.approval_id);
+    }
+    if (message.token !== "") {
+      writer.uint32(18).string(message.token);
+    }
+    if (message.timeout_ms !== 0) {
+      writer.uint32(24).uint32(message.timeout_ms);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WaitForApprovalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWaitForApprovalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.approval_id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.timeout_ms = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WaitForApprovalRequest {
+    return {
+      approval_id: isSet(object.approvalId)
+        ? globalThis.String(object.approvalId)
+        : isSet(object.approval_id)
+        ? globalThis.String(object.approval_id)
+        : "",
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      timeout_ms: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: WaitForApprovalRequest): unknown {
+    const obj: any = {};
+    if (message.approval_id !== "") {
+      obj.approvalId = message.approval_id;
+    }
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.timeout_ms !== 0) {
+      obj.timeoutMs = Math.round(message.timeout_ms);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WaitForApprovalRequest>, I>>(base?: I): WaitForApprovalRequest {
+    return WaitForApprovalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WaitForApprovalRequest>, I>>(object: I): WaitForApprovalRequest {
+    const message = createBaseWaitForApprovalRequest();
+    message.approval_id = object.approval_id ?? "";
+    message.token = object.token ?? "";
+    message.timeout_ms = object.timeout_ms ?? 0;
+    return message;
+  },
+};
+
+function createBaseApprovalUpdate(): ApprovalUpdate {
+  return { approval_id: "", status: 0, decided: false, resolved_by: "", comment: "", expires_at: "", reason: "" };
+}
+
+export const ApprovalUpdate: MessageFns<ApprovalUpdate> = {
+  encode(message: ApprovalUpdate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.approval_id !== "") {
+      writer.uint32(10).string(message.approval_id);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    if (message.decided !== false) {
+      writer.uint32(24).bool(message.decided);
+    }
+    if (message.resolved_by !== "") {
+      writer.uint32(34).string(message.resolved_by);
+    }
+    if (message.comment !== "") {
+      writer.uint32(42).string(message.comment);
+    }
+    if (message.expires_at !== "") {
+      writer.uint32(50).string(message.expires_at);
+    }
+    if (message.reason !== "") {
+      writer.uint32(58).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApprovalUpdate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApprovalUpdate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.approval_id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.decided = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.resolved_by = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.comment = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.expires_at = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApprovalUpdate {
+    return {
+      approval_id: isSet(object.approvalId)
+        ? globalThis.String(object.approvalId)
+        : isSet(object.approval_id)
+        ? globalThis.String(object.approval_id)
+        : "",
+      status: isSet(object.status) ? approvalStatusFromJSON(object.status) : 0,
+      decided: isSet(object.decided) ? globalThis.Boolean(object.decided) : false,
+      resolved_by: isSet(object.resolvedBy)
+        ? globalThis.String(object.resolvedBy)
+        : isSet(object.resolved_by)
+        ? globalThis.String(object.resolved_by)
+        : "",
+      comment: isSet(object.comment) ? globalThis.String(object.comment) : "",
+      expires_at: isSet(object.expiresAt)
+        ? globalThis.String(object.expiresAt)
+        : isSet(object.expires_at)
+        ? globalThis.String(object.expires_at)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ApprovalUpdate): unknown {
+    const obj: any = {};
+    if (message.approval_id !== "") {
+      obj.approvalId = message.approval_id;
+    }
+    if (message.status !== 0) {
+      obj.status = approvalStatusToJSON(message.status);
+    }
+    if (message.decided !== false) {
+      obj.decided = message.decided;
+    }
+    if (message.resolved_by !== "") {
+      obj.resolvedBy = message.resolved_by;
+    }
+    if (message.comment !== "") {
+      obj.comment = message.comment;
+    }
+    if (message.expires_at !== "") {
+      obj.expiresAt = message.expires_at;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApprovalUpdate>, I>>(base?: I): ApprovalUpdate {
+    return ApprovalUpdate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApprovalUpdate>, I>>(object: I): ApprovalUpdate {
+    const message = createBaseApprovalUpdate();
+    message.approval_id = object.approval_id ?? "";
+    message.status = object.status ?? 0;
+    message.decided = object.decided ?? false;
+    message.resolved_by = object.resolved_by ?? "";
+    message.comment = object.comment ?? "";
+    message.expires_at = object.expires_at ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
 /** DecisionService answers "may this token do this action on this resource?". */
 export type DecisionServiceService = typeof DecisionServiceService;
 export const DecisionServiceService = {
@@ -1181,6 +1600,24 @@ export const DecisionServiceService = {
       Buffer.from(CheckPermissionsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CheckPermissionsResponse => CheckPermissionsResponse.decode(value),
   },
+  /**
+   * WaitForApproval streams the state of an approval request instead of polling: the
+   * current state first, then every change, ending after the request is decided
+   * (APPROVED, DENIED), expires, is used, or the wait's deadline passes (the last
+   * message then says PENDING with decided=false). The caller proves it is the agent
+   * that asked by presenting the same token. Served by the sidecar (from its replica,
+   * which Sync keeps current) and by the control plane.
+   */
+  waitForApproval: {
+    path: "/act.v1.DecisionService/WaitForApproval" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WaitForApprovalRequest): Buffer =>
+      Buffer.from(WaitForApprovalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WaitForApprovalRequest => WaitForApprovalRequest.decode(value),
+    responseSerialize: (value: ApprovalUpdate): Buffer => Buffer.from(ApprovalUpdate.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApprovalUpdate => ApprovalUpdate.decode(value),
+  },
 } as const;
 
 export interface DecisionServiceServer extends UntypedServiceImplementation {
@@ -1196,6 +1633,15 @@ export interface DecisionServiceServer extends UntypedServiceImplementation {
    * item is decided and audited on its own; results keep the request order.
    */
   checkPermissions: handleUnaryCall<CheckPermissionsRequest, CheckPermissionsResponse>;
+  /**
+   * WaitForApproval streams the state of an approval request instead of polling: the
+   * current state first, then every change, ending after the request is decided
+   * (APPROVED, DENIED), expires, is used, or the wait's deadline passes (the last
+   * message then says PENDING with decided=false). The caller proves it is the agent
+   * that asked by presenting the same token. Served by the sidecar (from its replica,
+   * which Sync keeps current) and by the control plane.
+   */
+  waitForApproval: handleServerStreamingCall<WaitForApprovalRequest, ApprovalUpdate>;
 }
 
 export interface DecisionServiceClient extends Client {
@@ -1239,6 +1685,23 @@ export interface DecisionServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CheckPermissionsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * WaitForApproval streams the state of an approval request instead of polling: the
+   * current state first, then every change, ending after the request is decided
+   * (APPROVED, DENIED), expires, is used, or the wait's deadline passes (the last
+   * message then says PENDING with decided=false). The caller proves it is the agent
+   * that asked by presenting the same token. Served by the sidecar (from its replica,
+   * which Sync keeps current) and by the control plane.
+   */
+  waitForApproval(
+    request: WaitForApprovalRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ApprovalUpdate>;
+  waitForApproval(
+    request: WaitForApprovalRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ApprovalUpdate>;
 }
 
 export const DecisionServiceClient = makeGenericClientConstructor(

@@ -12,16 +12,64 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
+  type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Struct } from "../../google/protobuf/struct";
 import { Agent, Approval, AuditRecord, Policy } from "./admin";
+import { ApprovalStatus, approvalStatusFromJSON, approvalStatusToJSON } from "./decision";
 
 export const protobufPackage = "act.v1";
 
 export const protobufFileName = "act/v1/sync.proto";
+
+/** BudgetKind names the two shared budgets of a policy. */
+export enum BudgetKind {
+  /** BUDGET_KIND_UNSPECIFIED - Never sent. */
+  BUDGET_KIND_UNSPECIFIED = 0,
+  /** DAILY - max_actions_per_day: a count per local day. */
+  DAILY = 1,
+  /** RATE - rate_limit: a GCRA rate. */
+  RATE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function budgetKindFromJSON(object: any): BudgetKind {
+  switch (object) {
+    case 0:
+    case "BUDGET_KIND_UNSPECIFIED":
+      return BudgetKind.BUDGET_KIND_UNSPECIFIED;
+    case 1:
+    case "DAILY":
+      return BudgetKind.DAILY;
+    case 2:
+    case "RATE":
+      return BudgetKind.RATE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return BudgetKind.UNRECOGNIZED;
+  }
+}
+
+export function budgetKindToJSON(object: BudgetKind): string {
+  switch (object) {
+    case BudgetKind.BUDGET_KIND_UNSPECIFIED:
+      return "BUDGET_KIND_UNSPECIFIED";
+    case BudgetKind.DAILY:
+      return "DAILY";
+    case BudgetKind.RATE:
+      return "RATE";
+    case BudgetKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 /** SyncRequest is a message from the sidecar. */
 export interface SyncRequest {
@@ -54,13 +102,24 @@ export interface Hello {
   store_id: string;
   /** Software version, for logs. */
   version: string;
+  /**
+   * Earlier ids of this sidecar (or of a spool it adopted) whose audit records are
+   * still unshipped: their records ship on this stream under their own chains. Each
+   * id may be used only by the API key that first used it.
+   */
+  previous_sidecar_ids: string[];
 }
 
-/** AuditBatch carries audit records; stored idempotently, then acknowledged. */
+/**
+ * AuditBatch carries audit records; stored idempotently, then acknowledged. Each
+ * record must be about an agent the stream's key may serve, carry a source named in
+ * the Hello, hash to its `hash`, and link to the stored chain (prev_hash of seq n+1 is
+ * the hash of seq n); otherwise the whole batch is refused with an AuditReject.
+ */
 export interface AuditBatch {
   /** Unique per sidecar; echoed in the AuditAck. */
   batch_id: string;
-  /** The records, in sequence order. */
+  /** The records, in sequence order (one source per batch). */
   records: AuditRecord[];
 }
 
@@ -86,7 +145,23 @@ export interface SyncResponse {
     | //
     /** A batch was stored. */
     { $case: "audit_ack"; value: AuditAck }
+    | //
+    /** A batch was refused and nothing of it stored. */
+    { $case: "audit_reject"; value: AuditReject }
     | undefined;
+}
+
+/**
+ * AuditReject refuses a batch. The stream stays open; the sidecar keeps the records,
+ * reports the rejection (metric, log, health) and retries with growing backoff.
+ */
+export interface AuditReject {
+  /** The batch id. */
+  batch_id: string;
+  /** Why, naming the record and the rule it broke. */
+  reason: string;
+  /** The record at fault, when one is. */
+  audit_id: string;
 }
 
 /** Snapshot is the full scoped state at one revision, possibly in several chunks. */
@@ -193,6 +268,128 @@ export interface AuditAck {
   batch_id: string;
   /** How many records of the batch were new (the rest were duplicates). */
   stored: number;
+}
+
+/** RequestApprovalRequest describes the check that needs a human. */
+export interface RequestApprovalRequest {
+  /** The enforcement point asking (its audit chain source). */
+  source: string;
+  /** The audit record of the check. */
+  audit_id: string;
+  /** The agent. */
+  agent_id: string;
+  /** The token id. */
+  token_id: string;
+  /** The action. */
+  action: string;
+  /** The resource. */
+  resource: string;
+  /** The check's context, shown to the approver and bound into the request hash. */
+  context?:
+    | { [key: string]: any }
+    | undefined;
+  /** The policy whose approval rule matched. */
+  policy_id: string;
+  /** The rule's description or expression. */
+  rule: string;
+}
+
+/** ConsumeApprovalRequest asks to use a grant for one check. */
+export interface ConsumeApprovalRequest {
+  /** The approval. */
+  approval_id: string;
+  /** The token of the check. */
+  token_id: string;
+  /** The action of the check. */
+  action: string;
+  /** The resource of the check. */
+  resource: string;
+  /** SHA-256 (hex) of the canonical JSON of {action, resource, context} of the check. */
+  request_hash: string;
+  /** The enforcement point asking. */
+  source: string;
+  /** The audit record of the check the grant would allow. */
+  audit_id: string;
+  /** The agent of the check. */
+  agent_id: string;
+}
+
+/** ConsumeApprovalResponse says whether the grant was used by this call. */
+export interface ConsumeApprovalResponse {
+  /** True only when this call moved the approval from APPROVED to USED. */
+  consumed: boolean;
+  /** The approval's status after the call. */
+  status: ApprovalStatus;
+  /** Why not, when consumed is false (already used, expired, bound to another request). */
+  reason: string;
+}
+
+/** LeaseBudgetRequest asks for units of one agent's budget under one policy. */
+export interface LeaseBudgetRequest {
+  /** The enforcement point asking. */
+  source: string;
+  /** The agent. */
+  agent_id: string;
+  /** The policy. */
+  policy_id: string;
+  /** Which budget. */
+  kind: BudgetKind;
+  /** Units wanted (the control plane may grant fewer, never more). */
+  want: number;
+}
+
+/** LeaseBudgetResponse is a lease: units the enforcement point may spend on its own. */
+export interface LeaseBudgetResponse {
+  /** The lease id. */
+  lease_id: string;
+  /** Units granted (0 when the budget is spent; see retry_after_ms). */
+  granted: number;
+  /** DAILY: the day ("YYYY-MM-DD" in the policy's day time zone) the units belong to. */
+  window: string;
+  /**
+   * The units may be spent for this many milliseconds from when the request was sent
+   * (DAILY: until the day ends; RATE: a tenth of the rate's period, at most 10 s).
+   */
+  valid_ms: number;
+  /**
+   * DAILY: units of the day not leased to anyone after this grant. RATE: units the
+   * rate would still grant at once after this grant.
+   */
+  remaining: number;
+  /** When granted is 0: milliseconds until units may be had again. */
+  retry_after_ms: number;
+  /** The limit the grant was computed for (max_actions_per_day, or the rate's N). */
+  limit: number;
+  /** The policy version the grant was computed for. */
+  policy_version: number;
+}
+
+/** ReleaseBudgetRequest returns unused daily units. */
+export interface ReleaseBudgetRequest {
+  /** The enforcement point returning. */
+  source: string;
+  /** The leases. */
+  returns: LeaseReturn[];
+}
+
+/** LeaseReturn gives back the unused part of one daily lease. */
+export interface LeaseReturn {
+  /** The lease id. */
+  lease_id: string;
+  /** Its agent. */
+  agent_id: string;
+  /** Its policy. */
+  policy_id: string;
+  /** Its day window. */
+  window: string;
+  /** Units not spent. */
+  unused: number;
+}
+
+/** ReleaseBudgetResponse says how many units went back into their budgets. */
+export interface ReleaseBudgetResponse {
+  /** Units returned (returns for a day that has ended are dropped). */
+  returned: number;
 }
 
 function createBaseSyncRequest(): SyncRequest {
@@ -320,7 +517,7 @@ export const SyncRequest: MessageFns<SyncRequest> = {
 };
 
 function createBaseHello(): Hello {
-  return { sidecar_id: "", agent_ids: [], last_revision: 0, store_id: "", version: "" };
+  return { sidecar_id: "", agent_ids: [], last_revision: 0, store_id: "", version: "", previous_sidecar_ids: [] };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -339,6 +536,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.version !== "") {
       writer.uint32(42).string(message.version);
+    }
+    for (const v of message.previous_sidecar_ids) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -396,6 +596,14 @@ export const Hello: MessageFns<Hello> = {
             message.version = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.previous_sidecar_ids.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -431,6 +639,11 @@ export const Hello: MessageFns<Hello> = {
         ? globalThis.String(object.store_id)
         : "",
       version: isSet(object.version) ? globalThis.String(object.version) : "",
+      previous_sidecar_ids: globalThis.Array.isArray(object?.previousSidecarIds)
+        ? object.previousSidecarIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.previous_sidecar_ids)
+        ? object.previous_sidecar_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -451,6 +664,9 @@ export const Hello: MessageFns<Hello> = {
     if (message.version !== "") {
       obj.version = message.version;
     }
+    if (message.previous_sidecar_ids?.length) {
+      obj.previousSidecarIds = message.previous_sidecar_ids;
+    }
     return obj;
   },
 
@@ -464,6 +680,7 @@ export const Hello: MessageFns<Hello> = {
     message.last_revision = object.last_revision ?? 0;
     message.store_id = object.store_id ?? "";
     message.version = object.version ?? "";
+    message.previous_sidecar_ids = object.previous_sidecar_ids?.map((e) => e) || [];
     return message;
   },
 };
@@ -643,6 +860,9 @@ export const SyncResponse: MessageFns<SyncResponse> = {
       case "audit_ack":
         AuditAck.encode(message.msg.value, writer.uint32(34).fork()).join();
         break;
+      case "audit_reject":
+        AuditReject.encode(message.msg.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -692,6 +912,14 @@ export const SyncResponse: MessageFns<SyncResponse> = {
             message.msg = { $case: "audit_ack", value: AuditAck.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.msg = { $case: "audit_reject", value: AuditReject.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -716,6 +944,10 @@ export const SyncResponse: MessageFns<SyncResponse> = {
         ? { $case: "audit_ack", value: AuditAck.fromJSON(object.auditAck) }
         : isSet(object.audit_ack)
         ? { $case: "audit_ack", value: AuditAck.fromJSON(object.audit_ack) }
+        : isSet(object.auditReject)
+        ? { $case: "audit_reject", value: AuditReject.fromJSON(object.auditReject) }
+        : isSet(object.audit_reject)
+        ? { $case: "audit_reject", value: AuditReject.fromJSON(object.audit_reject) }
         : undefined,
     };
   },
@@ -730,6 +962,8 @@ export const SyncResponse: MessageFns<SyncResponse> = {
       obj.heartbeat = Heartbeat.toJSON(message.msg.value);
     } else if (message.msg?.$case === "audit_ack") {
       obj.auditAck = AuditAck.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "audit_reject") {
+      obj.auditReject = AuditReject.toJSON(message.msg.value);
     }
     return obj;
   },
@@ -764,7 +998,122 @@ export const SyncResponse: MessageFns<SyncResponse> = {
         }
         break;
       }
+      case "audit_reject": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "audit_reject", value: AuditReject.fromPartial(object.msg.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseAuditReject(): AuditReject {
+  return { batch_id: "", reason: "", audit_id: "" };
+}
+
+export const AuditReject: MessageFns<AuditReject> = {
+  encode(message: AuditReject, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batch_id !== "") {
+      writer.uint32(10).string(message.batch_id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    if (message.audit_id !== "") {
+      writer.uint32(26).string(message.audit_id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditReject {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditReject();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.batch_id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.audit_id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditReject {
+    return {
+      batch_id: isSet(object.batchId)
+        ? globalThis.String(object.batchId)
+        : isSet(object.batch_id)
+        ? globalThis.String(object.batch_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      audit_id: isSet(object.auditId)
+        ? globalThis.String(object.auditId)
+        : isSet(object.audit_id)
+        ? globalThis.String(object.audit_id)
+        : "",
+    };
+  },
+
+  toJSON(message: AuditReject): unknown {
+    const obj: any = {};
+    if (message.batch_id !== "") {
+      obj.batchId = message.batch_id;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.audit_id !== "") {
+      obj.auditId = message.audit_id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditReject>, I>>(base?: I): AuditReject {
+    return AuditReject.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditReject>, I>>(object: I): AuditReject {
+    const message = createBaseAuditReject();
+    message.batch_id = object.batch_id ?? "";
+    message.reason = object.reason ?? "";
+    message.audit_id = object.audit_id ?? "";
     return message;
   },
 };
@@ -1806,6 +2155,1184 @@ export const AuditAck: MessageFns<AuditAck> = {
   },
 };
 
+function createBaseRequestApprovalRequest(): RequestApprovalRequest {
+  return {
+    source: "",
+    audit_id: "",
+    agent_id: "",
+    token_id: "",
+    action: "",
+    resource: "",
+    context: undefined,
+    policy_id: "",
+    rule: "",
+  };
+}
+
+export const RequestApprovalRequest: MessageFns<RequestApprovalRequest> = {
+  encode(message: RequestApprovalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    if (message.audit_id !== "") {
+      writer.uint32(18).string(message.audit_id);
+    }
+    if (message.agent_id !== "") {
+      writer.uint32(26).string(message.agent_id);
+    }
+    if (message.token_id !== "") {
+      writer.uint32(34).string(message.token_id);
+    }
+    if (message.action !== "") {
+      writer.uint32(42).string(message.action);
+    }
+    if (message.resource !== "") {
+      writer.uint32(50).string(message.resource);
+    }
+    if (message.context !== undefined) {
+      Struct.encode(Struct.wrap(message.context), writer.uint32(58).fork()).join();
+    }
+    if (message.policy_id !== "") {
+      writer.uint32(66).string(message.policy_id);
+    }
+    if (message.rule !== "") {
+      writer.uint32(74).string(message.rule);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestApprovalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestApprovalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.audit_id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.agent_id = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.token_id = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.context = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.policy_id = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RequestApprovalRequest {
+    return {
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      audit_id: isSet(object.auditId)
+        ? globalThis.String(object.auditId)
+        : isSet(object.audit_id)
+        ? globalThis.String(object.audit_id)
+        : "",
+      agent_id: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      token_id: isSet(object.tokenId)
+        ? globalThis.String(object.tokenId)
+        : isSet(object.token_id)
+        ? globalThis.String(object.token_id)
+        : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      context: isObject(object.context) ? object.context : undefined,
+      policy_id: isSet(object.policyId)
+        ? globalThis.String(object.policyId)
+        : isSet(object.policy_id)
+        ? globalThis.String(object.policy_id)
+        : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+    };
+  },
+
+  toJSON(message: RequestApprovalRequest): unknown {
+    const obj: any = {};
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.audit_id !== "") {
+      obj.auditId = message.audit_id;
+    }
+    if (message.agent_id !== "") {
+      obj.agentId = message.agent_id;
+    }
+    if (message.token_id !== "") {
+      obj.tokenId = message.token_id;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.context !== undefined) {
+      obj.context = message.context;
+    }
+    if (message.policy_id !== "") {
+      obj.policyId = message.policy_id;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RequestApprovalRequest>, I>>(base?: I): RequestApprovalRequest {
+    return RequestApprovalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RequestApprovalRequest>, I>>(object: I): RequestApprovalRequest {
+    const message = createBaseRequestApprovalRequest();
+    message.source = object.source ?? "";
+    message.audit_id = object.audit_id ?? "";
+    message.agent_id = object.agent_id ?? "";
+    message.token_id = object.token_id ?? "";
+    message.action = object.action ?? "";
+    message.resource = object.resource ?? "";
+    message.context = object.context ?? undefined;
+    message.policy_id = object.policy_id ?? "";
+    message.rule = object.rule ?? "";
+    return message;
+  },
+};
+
+function createBaseConsumeApprovalRequest(): ConsumeApprovalRequest {
+  return {
+    approval_id: "",
+    token_id: "",
+    action: "",
+    resource: "",
+    request_hash: "",
+    source: "",
+    audit_id: "",
+    agent_id: "",
+  };
+}
+
+export const ConsumeApprovalRequest: MessageFns<ConsumeApprovalRequest> = {
+  encode(message: ConsumeApprovalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.approval_id !== "") {
+      writer.uint32(10).string(message.approval_id);
+    }
+    if (message.token_id !== "") {
+      writer.uint32(18).string(message.token_id);
+    }
+    if (message.action !== "") {
+      writer.uint32(26).string(message.action);
+    }
+    if (message.resource !== "") {
+      writer.uint32(34).string(message.resource);
+    }
+    if (message.request_hash !== "") {
+      writer.uint32(42).string(message.request_hash);
+    }
+    if (message.source !== "") {
+      writer.uint32(50).string(message.source);
+    }
+    if (message.audit_id !== "") {
+      writer.uint32(58).string(message.audit_id);
+    }
+    if (message.agent_id !== "") {
+      writer.uint32(66).string(message.agent_id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsumeApprovalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumeApprovalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.approval_id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.token_id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.request_hash = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.audit_id = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.agent_id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsumeApprovalRequest {
+    return {
+      approval_id: isSet(object.approvalId)
+        ? globalThis.String(object.approvalId)
+        : isSet(object.approval_id)
+        ? globalThis.String(object.approval_id)
+        : "",
+      token_id: isSet(object.tokenId)
+        ? globalThis.String(object.tokenId)
+        : isSet(object.token_id)
+        ? globalThis.String(object.token_id)
+        : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      request_hash: isSet(object.requestHash)
+        ? globalThis.String(object.requestHash)
+        : isSet(object.request_hash)
+        ? globalThis.String(object.request_hash)
+        : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      audit_id: isSet(object.auditId)
+        ? globalThis.String(object.auditId)
+        : isSet(object.audit_id)
+        ? globalThis.String(object.audit_id)
+        : "",
+      agent_id: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ConsumeApprovalRequest): unknown {
+    const obj: any = {};
+    if (message.approval_id !== "") {
+      obj.approvalId = message.approval_id;
+    }
+    if (message.token_id !== "") {
+      obj.tokenId = message.token_id;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.request_hash !== "") {
+      obj.requestHash = message.request_hash;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.audit_id !== "") {
+      obj.auditId = message.audit_id;
+    }
+    if (message.agent_id !== "") {
+      obj.agentId = message.agent_id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsumeApprovalRequest>, I>>(base?: I): ConsumeApprovalRequest {
+    return ConsumeApprovalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsumeApprovalRequest>, I>>(object: I): ConsumeApprovalRequest {
+    const message = createBaseConsumeApprovalRequest();
+    message.approval_id = object.approval_id ?? "";
+    message.token_id = object.token_id ?? "";
+    message.action = object.action ?? "";
+    message.resource = object.resource ?? "";
+    message.request_hash = object.request_hash ?? "";
+    message.source = object.source ?? "";
+    message.audit_id = object.audit_id ?? "";
+    message.agent_id = object.agent_id ?? "";
+    return message;
+  },
+};
+
+function createBaseConsumeApprovalResponse(): ConsumeApprovalResponse {
+  return { consumed: false, status: 0, reason: "" };
+}
+
+export const ConsumeApprovalResponse: MessageFns<ConsumeApprovalResponse> = {
+  encode(message: ConsumeApprovalResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.consumed !== false) {
+      writer.uint32(8).bool(message.consumed);
+    }
+    if (message.status !== 0) {
+      writer.uint32(16).int32(message.status);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsumeApprovalResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumeApprovalResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.consumed = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsumeApprovalResponse {
+    return {
+      consumed: isSet(object.consumed) ? globalThis.Boolean(object.consumed) : false,
+      status: isSet(object.status) ? approvalStatusFromJSON(object.status) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ConsumeApprovalResponse): unknown {
+    const obj: any = {};
+    if (message.consumed !== false) {
+      obj.consumed = message.consumed;
+    }
+    if (message.status !== 0) {
+      obj.status = approvalStatusToJSON(message.status);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsumeApprovalResponse>, I>>(base?: I): ConsumeApprovalResponse {
+    return ConsumeApprovalResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsumeApprovalResponse>, I>>(object: I): ConsumeApprovalResponse {
+    const message = createBaseConsumeApprovalResponse();
+    message.consumed = object.consumed ?? false;
+    message.status = object.status ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseLeaseBudgetRequest(): LeaseBudgetRequest {
+  return { source: "", agent_id: "", policy_id: "", kind: 0, want: 0 };
+}
+
+export const LeaseBudgetRequest: MessageFns<LeaseBudgetRequest> = {
+  encode(message: LeaseBudgetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    if (message.agent_id !== "") {
+      writer.uint32(18).string(message.agent_id);
+    }
+    if (message.policy_id !== "") {
+      writer.uint32(26).string(message.policy_id);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(32).int32(message.kind);
+    }
+    if (message.want !== 0) {
+      writer.uint32(40).uint32(message.want);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseBudgetRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseBudgetRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.agent_id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.policy_id = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.want = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseBudgetRequest {
+    return {
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      agent_id: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      policy_id: isSet(object.policyId)
+        ? globalThis.String(object.policyId)
+        : isSet(object.policy_id)
+        ? globalThis.String(object.policy_id)
+        : "",
+      kind: isSet(object.kind) ? budgetKindFromJSON(object.kind) : 0,
+      want: isSet(object.want) ? globalThis.Number(object.want) : 0,
+    };
+  },
+
+  toJSON(message: LeaseBudgetRequest): unknown {
+    const obj: any = {};
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.agent_id !== "") {
+      obj.agentId = message.agent_id;
+    }
+    if (message.policy_id !== "") {
+      obj.policyId = message.policy_id;
+    }
+    if (message.kind !== 0) {
+      obj.kind = budgetKindToJSON(message.kind);
+    }
+    if (message.want !== 0) {
+      obj.want = Math.round(message.want);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LeaseBudgetRequest>, I>>(base?: I): LeaseBudgetRequest {
+    return LeaseBudgetRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaseBudgetRequest>, I>>(object: I): LeaseBudgetRequest {
+    const message = createBaseLeaseBudgetRequest();
+    message.source = object.source ?? "";
+    message.agent_id = object.agent_id ?? "";
+    message.policy_id = object.policy_id ?? "";
+    message.kind = object.kind ?? 0;
+    message.want = object.want ?? 0;
+    return message;
+  },
+};
+
+function createBaseLeaseBudgetResponse(): LeaseBudgetResponse {
+  return {
+    lease_id: "",
+    granted: 0,
+    window: "",
+    valid_ms: 0,
+    remaining: 0,
+    retry_after_ms: 0,
+    limit: 0,
+    policy_version: 0,
+  };
+}
+
+export const LeaseBudgetResponse: MessageFns<LeaseBudgetResponse> = {
+  encode(message: LeaseBudgetResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.lease_id !== "") {
+      writer.uint32(10).string(message.lease_id);
+    }
+    if (message.granted !== 0) {
+      writer.uint32(16).uint32(message.granted);
+    }
+    if (message.window !== "") {
+      writer.uint32(26).string(message.window);
+    }
+    if (message.valid_ms !== 0) {
+      writer.uint32(32).uint32(message.valid_ms);
+    }
+    if (message.remaining !== 0) {
+      writer.uint32(40).uint64(message.remaining);
+    }
+    if (message.retry_after_ms !== 0) {
+      writer.uint32(48).uint32(message.retry_after_ms);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(56).uint32(message.limit);
+    }
+    if (message.policy_version !== 0) {
+      writer.uint32(64).uint32(message.policy_version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseBudgetResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseBudgetResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lease_id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.granted = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.window = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.valid_ms = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.remaining = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.retry_after_ms = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.policy_version = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseBudgetResponse {
+    return {
+      lease_id: isSet(object.leaseId)
+        ? globalThis.String(object.leaseId)
+        : isSet(object.lease_id)
+        ? globalThis.String(object.lease_id)
+        : "",
+      granted: isSet(object.granted) ? globalThis.Number(object.granted) : 0,
+      window: isSet(object.window) ? globalThis.String(object.window) : "",
+      valid_ms: isSet(object.validMs)
+        ? globalThis.Number(object.validMs)
+        : isSet(object.valid_ms)
+        ? globalThis.Number(object.valid_ms)
+        : 0,
+      remaining: isSet(object.remaining) ? globalThis.Number(object.remaining) : 0,
+      retry_after_ms: isSet(object.retryAfterMs)
+        ? globalThis.Number(object.retryAfterMs)
+        : isSet(object.retry_after_ms)
+        ? globalThis.Number(object.retry_after_ms)
+        : 0,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      policy_version: isSet(object.policyVersion)
+        ? globalThis.Number(object.policyVersion)
+        : isSet(object.policy_version)
+        ? globalThis.Number(object.policy_version)
+        : 0,
+    };
+  },
+
+  toJSON(message: LeaseBudgetResponse): unknown {
+    const obj: any = {};
+    if (message.lease_id !== "") {
+      obj.leaseId = message.lease_id;
+    }
+    if (message.granted !== 0) {
+      obj.granted = Math.round(message.granted);
+    }
+    if (message.window !== "") {
+      obj.window = message.window;
+    }
+    if (message.valid_ms !== 0) {
+      obj.validMs = Math.round(message.valid_ms);
+    }
+    if (message.remaining !== 0) {
+      obj.remaining = Math.round(message.remaining);
+    }
+    if (message.retry_after_ms !== 0) {
+      obj.retryAfterMs = Math.round(message.retry_after_ms);
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.policy_version !== 0) {
+      obj.policyVersion = Math.round(message.policy_version);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LeaseBudgetResponse>, I>>(base?: I): LeaseBudgetResponse {
+    return LeaseBudgetResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaseBudgetResponse>, I>>(object: I): LeaseBudgetResponse {
+    const message = createBaseLeaseBudgetResponse();
+    message.lease_id = object.lease_id ?? "";
+    message.granted = object.granted ?? 0;
+    message.window = object.window ?? "";
+    message.valid_ms = object.valid_ms ?? 0;
+    message.remaining = object.remaining ?? 0;
+    message.retry_after_ms = object.retry_after_ms ?? 0;
+    message.limit = object.limit ?? 0;
+    message.policy_version = object.policy_version ?? 0;
+    return message;
+  },
+};
+
+function createBaseReleaseBudgetRequest(): ReleaseBudgetRequest {
+  return { source: "", returns: [] };
+}
+
+export const ReleaseBudgetRequest: MessageFns<ReleaseBudgetRequest> = {
+  encode(message: ReleaseBudgetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    for (const v of message.returns) {
+      LeaseReturn.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleaseBudgetRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleaseBudgetRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.returns.push(LeaseReturn.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReleaseBudgetRequest {
+    return {
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      returns: globalThis.Array.isArray(object?.returns) ? object.returns.map((e: any) => LeaseReturn.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ReleaseBudgetRequest): unknown {
+    const obj: any = {};
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.returns?.length) {
+      obj.returns = message.returns.map((e) => LeaseReturn.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReleaseBudgetRequest>, I>>(base?: I): ReleaseBudgetRequest {
+    return ReleaseBudgetRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReleaseBudgetRequest>, I>>(object: I): ReleaseBudgetRequest {
+    const message = createBaseReleaseBudgetRequest();
+    message.source = object.source ?? "";
+    message.returns = object.returns?.map((e) => LeaseReturn.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseLeaseReturn(): LeaseReturn {
+  return { lease_id: "", agent_id: "", policy_id: "", window: "", unused: 0 };
+}
+
+export const LeaseReturn: MessageFns<LeaseReturn> = {
+  encode(message: LeaseReturn, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.lease_id !== "") {
+      writer.uint32(10).string(message.lease_id);
+    }
+    if (message.agent_id !== "") {
+      writer.uint32(18).string(message.agent_id);
+    }
+    if (message.policy_id !== "") {
+      writer.uint32(26).string(message.policy_id);
+    }
+    if (message.window !== "") {
+      writer.uint32(34).string(message.window);
+    }
+    if (message.unused !== 0) {
+      writer.uint32(40).uint32(message.unused);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseReturn {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaseReturn();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.lease_id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.agent_id = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.policy_id = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.window = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.unused = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LeaseReturn {
+    return {
+      lease_id: isSet(object.leaseId)
+        ? globalThis.String(object.leaseId)
+        : isSet(object.lease_id)
+        ? globalThis.String(object.lease_id)
+        : "",
+      agent_id: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      policy_id: isSet(object.policyId)
+        ? globalThis.String(object.policyId)
+        : isSet(object.policy_id)
+        ? globalThis.String(object.policy_id)
+        : "",
+      window: isSet(object.window) ? globalThis.String(object.window) : "",
+      unused: isSet(object.unused) ? globalThis.Number(object.unused) : 0,
+    };
+  },
+
+  toJSON(message: LeaseReturn): unknown {
+    const obj: any = {};
+    if (message.lease_id !== "") {
+      obj.leaseId = message.lease_id;
+    }
+    if (message.agent_id !== "") {
+      obj.agentId = message.agent_id;
+    }
+    if (message.policy_id !== "") {
+      obj.policyId = message.policy_id;
+    }
+    if (message.window !== "") {
+      obj.window = message.window;
+    }
+    if (message.unused !== 0) {
+      obj.unused = Math.round(message.unused);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LeaseReturn>, I>>(base?: I): LeaseReturn {
+    return LeaseReturn.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LeaseReturn>, I>>(object: I): LeaseReturn {
+    const message = createBaseLeaseReturn();
+    message.lease_id = object.lease_id ?? "";
+    message.agent_id = object.agent_id ?? "";
+    message.policy_id = object.policy_id ?? "";
+    message.window = object.window ?? "";
+    message.unused = object.unused ?? 0;
+    return message;
+  },
+};
+
+function createBaseReleaseBudgetResponse(): ReleaseBudgetResponse {
+  return { returned: 0 };
+}
+
+export const ReleaseBudgetResponse: MessageFns<ReleaseBudgetResponse> = {
+  encode(message: ReleaseBudgetResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.returned !== 0) {
+      writer.uint32(8).uint32(message.returned);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleaseBudgetResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleaseBudgetResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.returned = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReleaseBudgetResponse {
+    return { returned: isSet(object.returned) ? globalThis.Number(object.returned) : 0 };
+  },
+
+  toJSON(message: ReleaseBudgetResponse): unknown {
+    const obj: any = {};
+    if (message.returned !== 0) {
+      obj.returned = Math.round(message.returned);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReleaseBudgetResponse>, I>>(base?: I): ReleaseBudgetResponse {
+    return ReleaseBudgetResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReleaseBudgetResponse>, I>>(object: I): ReleaseBudgetResponse {
+    const message = createBaseReleaseBudgetResponse();
+    message.returned = object.returned ?? 0;
+    return message;
+  },
+};
+
 /**
  * SyncService is served by the control plane on its gRPC port. The stream needs
  * "authorization: Bearer <api key>" metadata with the sidecar (or admin) role.
@@ -1822,11 +3349,87 @@ export const SyncServiceService = {
     responseSerialize: (value: SyncResponse): Buffer => Buffer.from(SyncResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SyncResponse => SyncResponse.decode(value),
   },
+  /**
+   * RequestApproval records a pending approval for a check that hit an approval rule,
+   * before the sidecar answers APPROVAL_REQUIRED with its id. The control plane computes
+   * the request hash itself from action, resource and context.
+   */
+  requestApproval: {
+    path: "/act.v1.SyncService/RequestApproval" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RequestApprovalRequest): Buffer =>
+      Buffer.from(RequestApprovalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RequestApprovalRequest => RequestApprovalRequest.decode(value),
+    responseSerialize: (value: Approval): Buffer => Buffer.from(Approval.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Approval => Approval.decode(value),
+  },
+  /**
+   * ConsumeApproval uses a grant: atomically APPROVED -> USED when the approval is
+   * bound to exactly this request and has not expired. A sidecar answers ALLOW for an
+   * approval only after consumed=true; when the call fails it answers DENY with
+   * APPROVAL_UNAVAILABLE. This is how a sidecar reports an approval use.
+   */
+  consumeApproval: {
+    path: "/act.v1.SyncService/ConsumeApproval" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ConsumeApprovalRequest): Buffer =>
+      Buffer.from(ConsumeApprovalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ConsumeApprovalRequest => ConsumeApprovalRequest.decode(value),
+    responseSerialize: (value: ConsumeApprovalResponse): Buffer =>
+      Buffer.from(ConsumeApprovalResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ConsumeApprovalResponse => ConsumeApprovalResponse.decode(value),
+  },
+  /**
+   * LeaseBudget hands an enforcement point a slice of a policy's shared budget (daily
+   * maximum or rate limit of one agent and policy); the units count as spent at once.
+   */
+  leaseBudget: {
+    path: "/act.v1.SyncService/LeaseBudget" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LeaseBudgetRequest): Buffer => Buffer.from(LeaseBudgetRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LeaseBudgetRequest => LeaseBudgetRequest.decode(value),
+    responseSerialize: (value: LeaseBudgetResponse): Buffer => Buffer.from(LeaseBudgetResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LeaseBudgetResponse => LeaseBudgetResponse.decode(value),
+  },
+  /** ReleaseBudget returns the unused units of daily leases (on shutdown). */
+  releaseBudget: {
+    path: "/act.v1.SyncService/ReleaseBudget" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReleaseBudgetRequest): Buffer => Buffer.from(ReleaseBudgetRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReleaseBudgetRequest => ReleaseBudgetRequest.decode(value),
+    responseSerialize: (value: ReleaseBudgetResponse): Buffer =>
+      Buffer.from(ReleaseBudgetResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReleaseBudgetResponse => ReleaseBudgetResponse.decode(value),
+  },
 } as const;
 
 export interface SyncServiceServer extends UntypedServiceImplementation {
   /** Sync opens the replication stream. The first client message must be a Hello. */
   sync: handleBidiStreamingCall<SyncRequest, SyncResponse>;
+  /**
+   * RequestApproval records a pending approval for a check that hit an approval rule,
+   * before the sidecar answers APPROVAL_REQUIRED with its id. The control plane computes
+   * the request hash itself from action, resource and context.
+   */
+  requestApproval: handleUnaryCall<RequestApprovalRequest, Approval>;
+  /**
+   * ConsumeApproval uses a grant: atomically APPROVED -> USED when the approval is
+   * bound to exactly this request and has not expired. A sidecar answers ALLOW for an
+   * approval only after consumed=true; when the call fails it answers DENY with
+   * APPROVAL_UNAVAILABLE. This is how a sidecar reports an approval use.
+   */
+  consumeApproval: handleUnaryCall<ConsumeApprovalRequest, ConsumeApprovalResponse>;
+  /**
+   * LeaseBudget hands an enforcement point a slice of a policy's shared budget (daily
+   * maximum or rate limit of one agent and policy); the units count as spent at once.
+   */
+  leaseBudget: handleUnaryCall<LeaseBudgetRequest, LeaseBudgetResponse>;
+  /** ReleaseBudget returns the unused units of daily leases (on shutdown). */
+  releaseBudget: handleUnaryCall<ReleaseBudgetRequest, ReleaseBudgetResponse>;
 }
 
 export interface SyncServiceClient extends Client {
@@ -1834,6 +3437,82 @@ export interface SyncServiceClient extends Client {
   sync(): ClientDuplexStream<SyncRequest, SyncResponse>;
   sync(options: Partial<CallOptions>): ClientDuplexStream<SyncRequest, SyncResponse>;
   sync(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SyncRequest, SyncResponse>;
+  /**
+   * RequestApproval records a pending approval for a check that hit an approval rule,
+   * before the sidecar answers APPROVAL_REQUIRED with its id. The control plane computes
+   * the request hash itself from action, resource and context.
+   */
+  requestApproval(
+    request: RequestApprovalRequest,
+    callback: (error: ServiceError | null, response: Approval) => void,
+  ): ClientUnaryCall;
+  requestApproval(
+    request: RequestApprovalRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Approval) => void,
+  ): ClientUnaryCall;
+  requestApproval(
+    request: RequestApprovalRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Approval) => void,
+  ): ClientUnaryCall;
+  /**
+   * ConsumeApproval uses a grant: atomically APPROVED -> USED when the approval is
+   * bound to exactly this request and has not expired. A sidecar answers ALLOW for an
+   * approval only after consumed=true; when the call fails it answers DENY with
+   * APPROVAL_UNAVAILABLE. This is how a sidecar reports an approval use.
+   */
+  consumeApproval(
+    request: ConsumeApprovalRequest,
+    callback: (error: ServiceError | null, response: ConsumeApprovalResponse) => void,
+  ): ClientUnaryCall;
+  consumeApproval(
+    request: ConsumeApprovalRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ConsumeApprovalResponse) => void,
+  ): ClientUnaryCall;
+  consumeApproval(
+    request: ConsumeApprovalRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ConsumeApprovalResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * LeaseBudget hands an enforcement point a slice of a policy's shared budget (daily
+   * maximum or rate limit of one agent and policy); the units count as spent at once.
+   */
+  leaseBudget(
+    request: LeaseBudgetRequest,
+    callback: (error: ServiceError | null, response: LeaseBudgetResponse) => void,
+  ): ClientUnaryCall;
+  leaseBudget(
+    request: LeaseBudgetRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LeaseBudgetResponse) => void,
+  ): ClientUnaryCall;
+  leaseBudget(
+    request: LeaseBudgetRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LeaseBudgetResponse) => void,
+  ): ClientUnaryCall;
+  /** ReleaseBudget returns the unused units of daily leases (on shutdown). */
+  releaseBudget(
+    request: ReleaseBudgetRequest,
+    callback: (error: ServiceError | null, response: ReleaseBudgetResponse) => void,
+  ): ClientUnaryCall;
+  releaseBudget(
+    request: ReleaseBudgetRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReleaseBudgetResponse) => void,
+  ): ClientUnaryCall;
+  releaseBudget(
+    request: ReleaseBudgetRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReleaseBudgetResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const SyncServiceClient = makeGenericClientConstructor(SyncServiceService, "act.v1.SyncService") as unknown as {
@@ -1872,6 +3551,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
