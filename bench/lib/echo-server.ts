@@ -49,7 +49,8 @@ async function main(): Promise<void> {
     },
     checkPermissions: (_call, cb) =>
       cb({ code: grpc.status.UNIMPLEMENTED, details: 'not in the echo server' }),
-    waitForApproval: (call) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'not in the echo server' }),
+    waitForApproval: (call) =>
+      call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'not in the echo server' }),
   };
   server.addService(DecisionServiceService, impl);
   const bind = (addr: string) =>

@@ -9,12 +9,7 @@ import { ActError } from '../common/errors';
 import type { Clock } from '../common/clock';
 import { isId } from '../common/ids';
 import { GRPC_STATUS } from '../common/status-map';
-import {
-  type Agent,
-  type Approval,
-  type AuditRecord,
-  type Policy,
-} from '../gen/act/v1/admin';
+import { type Agent, type Approval, type AuditRecord, type Policy } from '../gen/act/v1/admin';
 import { ApprovalStatus } from '../gen/act/v1/decision';
 import {
   PublicKey,

@@ -101,7 +101,14 @@ function trySync(
     call.write({
       msg: {
         $case: 'hello',
-        value: { sidecar_id: 'probe', agent_ids: agentIds, last_revision: 0, store_id: '', version: 'test', previous_sidecar_ids: [] },
+        value: {
+          sidecar_id: 'probe',
+          agent_ids: agentIds,
+          last_revision: 0,
+          store_id: '',
+          version: 'test',
+          previous_sidecar_ids: [],
+        },
       },
     });
   });
