@@ -40,6 +40,8 @@ export interface Row<T> {
 export interface StoreReader {
   get<T>(table: TableName, key: string): Promise<T | undefined>;
   scan<T>(table: TableName, opts: ScanOptions): Promise<Row<T>[]>;
+  /** The revision this reader's snapshot reflects (inside a write: the last committed one). */
+  revision(): Promise<number>;
 }
 
 /** Writes are buffered and committed atomically when the write callback resolves. */

@@ -143,6 +143,8 @@ class LmdbStore implements Store {
           this.db(table).get(key, { transaction: txn }) as T | undefined,
         scan: async <T>(table: TableName, opts: ScanOptions) =>
           take(committedRows(this.db(table), opts, { transaction: txn }), opts.limit) as Row<T>[],
+        // Committed but not yet announced revisions are in the snapshot too: report what it holds.
+        revision: async () => (this.meta.get('revision', { transaction: txn }) as number | undefined) ?? 0,
       });
     } finally {
       txn.done();
@@ -185,6 +187,7 @@ class LmdbStore implements Store {
       },
       scan: async <T>(table: TableName, opts: ScanOptions) =>
         mergedScan(this.db(table), buffer.get(table), opts) as Row<T>[],
+      revision: async () => this.committed,
       put: (table, key, value) => {
         assertOpen();
         this.db(table); // validates the table name early
