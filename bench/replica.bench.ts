@@ -23,7 +23,7 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decide, type DecideDeps, type DecisionRequest } from '../src/decision';
+import { decide, InMemoryCounters, type DecideDeps, type DecisionRequest } from '../src/decision';
 import { Agent, AgentStatus, Policy } from '../src/gen/act/v1/admin';
 import type { Change } from '../src/gen/act/v1/sync';
 import { TokenClaims } from '../src/gen/act/v1/token';
@@ -172,7 +172,7 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
     const deps: DecideDeps = {
       view: replica,
       verifier: new VerificationCache(10_000),
-      counters: replica,
+      counters: new InMemoryCounters(),
       nowMs: NOW,
       stale: false,
     };

@@ -142,6 +142,11 @@ export class AuditSpool {
   private markWrittenAt = 0;
   private markTimer: NodeJS.Timeout | undefined;
   private batchCounter = 0;
+  /**
+   * Sources other than this spool's own with records unshipped at open: chains of an earlier
+   * sidecar id. Their records ship under their own chains (the Hello names these ids).
+   */
+  earlierSources: string[] = [];
   private dropped = 0;
   private syncs = 0;
 
@@ -167,12 +172,15 @@ export class AuditSpool {
     if (problems.length > 0) throw new ConfigError(problems);
     const done = readAckedMarker(cfg.dir);
     const pending: { seq: number; ref: FrameRef }[] = [];
+    const sources = new Set<string>();
     let head: { seq: number; hash: string; source: string; segment: number } | undefined;
     const { log, report } = SegmentLog.open(cfg.dir, { segmentBytes: cfg.segmentBytes }, (ref, payload) => {
       const r = AuditRecord.decode(payload);
       head = { seq: r.seq, hash: r.hash, source: r.source, segment: ref.segment };
-      if (ref.segment > done.segment || (ref.segment === done.segment && ref.offset >= done.end))
+      if (ref.segment > done.segment || (ref.segment === done.segment && ref.offset >= done.end)) {
         pending.push({ seq: r.seq, ref });
+        sources.add(r.source);
+      }
     });
     const logger = cfg.logger ?? silent;
     if (report.tornTail)
@@ -201,6 +209,8 @@ export class AuditSpool {
       head?.segment ?? log.currentSegment,
     );
     for (const p of pending) spool.index.push(p.seq, p.ref);
+    sources.delete(cfg.source);
+    spool.earlierSources = [...sources].sort();
     spool.durablePos = spool.index.tail; // recovery fdatasync'd every segment
     spool.removeDoneSegments();
     if (spool.cfg.durability === 'os') {

@@ -37,3 +37,19 @@ export function invalid(field: string, message: string): ActError {
 export function notFound(what: string, id: string, field?: string): ActError {
   return new ActError('NOT_FOUND', `${what} ${JSON.stringify(id)} not found`, field ? { field } : {});
 }
+
+/**
+ * A process cannot start: what failed, and the flag and environment variable to change. The
+ * binary prints it as one line (no stack) and exits non-zero; nothing has been written to disk.
+ */
+export class StartupError extends Error {
+  constructor(
+    message: string,
+    /** e.g. "--http-addr / ACT_HTTP_ADDR" */
+    readonly setting?: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'StartupError';
+  }
+}

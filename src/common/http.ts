@@ -3,12 +3,9 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { ActError } from './errors';
-import { HTTP_STATUS } from './status-map';
+import { HTTP_STATUS, type ErrorLogger } from './status-map';
 
-/** Anything with an error method (a pino logger). */
-export interface ErrorLogger {
-  error(obj: object, msg: string): void;
-}
+export type { ErrorLogger };
 
 export function header(req: http.IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];

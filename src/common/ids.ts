@@ -5,7 +5,8 @@
  */
 import { randomFillSync } from 'node:crypto';
 
-export type IdPrefix = 'agent' | 'policy' | 'tok' | 'key' | 'audit' | 'approval' | 'ak' | 'sc' | 'batch';
+export type IdPrefix =
+  'agent' | 'policy' | 'tok' | 'key' | 'audit' | 'approval' | 'ak' | 'sc' | 'batch' | 'lease';
 
 const ID_RE = /^[a-z]+_[0-9a-z]{6,64}$/;
 

@@ -37,3 +37,33 @@ export function withSharedResponseWriter<D extends { responseSerialize: (v: neve
 ): D {
   return { ...method, responseSerialize: (v: R) => encodeMessage(type, v) };
 }
+
+/** Marks a request whose bytes could not be decoded (see withGuardedRequest). */
+const UNDECODABLE = Symbol('undecodable');
+
+/**
+ * A gRPC method definition whose request deserializer never throws: grpc-js answers a throw
+ * with INTERNAL "Error deserializing request", but a message that does not decode (e.g. a
+ * context nested beyond the decoder's depth limit) is the caller's error — the handler sees
+ * `undecodable(request)` and answers INVALID_ARGUMENT.
+ */
+export function withGuardedRequest<D extends { requestDeserialize: (b: Buffer) => unknown }>(method: D): D {
+  const decode = method.requestDeserialize;
+  return {
+    ...method,
+    requestDeserialize: (b: Buffer) => {
+      try {
+        return decode(b);
+      } catch (err) {
+        return { [UNDECODABLE]: (err as Error).message };
+      }
+    },
+  };
+}
+
+/** The decoder's complaint when the request did not decode, else undefined. */
+export function undecodable(request: unknown): string | undefined {
+  return typeof request === 'object' && request !== null
+    ? ((request as Record<symbol, string>)[UNDECODABLE] ?? undefined)
+    : undefined;
+}

@@ -22,8 +22,16 @@ export const REASON_CODES = [
   'DAILY_LIMIT_EXCEEDED',
   'APPROVAL_REQUIRED_BY_POLICY',
   'APPROVAL_DENIED',
+  'APPROVAL_UNAVAILABLE',
+  'BUDGET_UNAVAILABLE',
   'GRANTED',
 ] as const;
+
+/**
+ * Codes the enforcement pipeline (src/enforce) gives, never decide(): they need the control plane
+ * at check time. Integration tests cover them; the data-driven decision cases cannot.
+ */
+export const PIPELINE_REASON_CODES: readonly ReasonCode[] = ['APPROVAL_UNAVAILABLE', 'BUDGET_UNAVAILABLE'];
 
 export type ReasonCode = (typeof REASON_CODES)[number];
 
@@ -68,5 +76,7 @@ export const DEFAULT_REASON_TEXT: Record<ReasonCode, string> = {
   DAILY_LIMIT_EXCEEDED: 'Daily action limit reached',
   APPROVAL_REQUIRED_BY_POLICY: 'Human approval required',
   APPROVAL_DENIED: 'Approval was denied',
+  APPROVAL_UNAVAILABLE: 'Approval cannot be checked with the control plane; failing closed',
+  BUDGET_UNAVAILABLE: 'Budget lease cannot be had from the control plane; failing closed',
   GRANTED: 'Token valid, capability granted',
 };

@@ -1,6 +1,6 @@
 /** The one table mapping error codes to HTTP and gRPC status codes (edges use only this). */
-import { status as GrpcStatus } from '@grpc/grpc-js';
-import type { ErrorCode } from './errors';
+import { Metadata, status as GrpcStatus, type StatusObject } from '@grpc/grpc-js';
+import { ActError, type ErrorCode } from './errors';
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   INVALID_ARGUMENT: 400,
@@ -29,3 +29,28 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   INTERNAL: GrpcStatus.INTERNAL,
   UNAVAILABLE: GrpcStatus.UNAVAILABLE,
 };
+
+/** Anything with an error method (a pino logger). */
+export interface ErrorLogger {
+  error(obj: object, msg: string): void;
+}
+
+/**
+ * The one mapping from an error to a gRPC status, for every gRPC server (control plane,
+ * sidecar, sync hub): an ActError keeps its message and carries `act-code` (and `act-field`)
+ * metadata; anything else is logged and becomes INTERNAL without detail.
+ */
+export function toGrpcError(err: unknown, logger?: ErrorLogger): Partial<StatusObject> {
+  if (err instanceof ActError) {
+    const md = new Metadata();
+    md.set('act-code', err.code);
+    if (err.field) md.set('act-field', err.field);
+    return {
+      code: GRPC_STATUS[err.code],
+      details: err.field ? `${err.message} (field: ${err.field})` : err.message,
+      metadata: md,
+    };
+  }
+  logger?.error({ err }, 'rpc failed');
+  return { code: GrpcStatus.INTERNAL, details: 'internal error' };
+}

@@ -3,11 +3,11 @@
  * the store keeps only SHA-256 of the whole key, compared in constant time.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { ActError, invalid } from '../common/errors';
-import { isId, newId } from '../common/ids';
+import { ActError } from '../common/errors';
+import { newId } from '../common/ids';
 import type { Clock } from '../common/clock';
 import type { Store } from '../store/types';
-import type { ApiKeyRecord, RoleName } from './records';
+import type { ApiKeyRecord, RoleName } from '../store/records';
 
 export interface Principal {
   api_key_id: string;
@@ -20,10 +20,11 @@ export interface Principal {
 const KEY_RE = /^actk_(ak_[0-9a-z]{26})_[A-Za-z0-9_-]{43}$/;
 const BOOTSTRAP_ID = 'ak_bootstrap0000000000000000';
 
-function sha256(s: string): string {
+export function sha256(s: string): string {
   return createHash('sha256').update(s, 'utf8').digest('hex');
 }
 
+/** A new key's bearer secret: `actk_<id>_<43 random base64url chars>`. */
 export function newApiKeySecret(apiKeyId: string): string {
   return `actk_${apiKeyId}_${randomBytes(32).toString('base64url')}`;
 }
@@ -60,35 +61,23 @@ export class Auth {
       });
       return undefined;
     }
-    const existing = await this.store.read((r) => r.scan<ApiKeyRecord>('apikeys', { limit: 1000 }));
-    if (existing.some((row) => row.value.role === 'admin')) return undefined;
-    const { secret } = await this.createKey('initial admin', 'admin');
-    return secret;
-  }
-
-  async createKey(
-    name: string,
-    role: RoleName,
-    agentIds: string[] = [],
-  ): Promise<{ record: ApiKeyRecord; secret: string }> {
-    if (agentIds.length > 0 && role !== 'sidecar')
-      throw invalid('agent_ids', 'agent_ids applies to SIDECAR keys only');
-    if (agentIds.length > 10_000) throw invalid('agent_ids', 'agent_ids may list at most 10000 agents');
-    agentIds.forEach((a, i) => {
-      if (!isId(a, 'agent')) throw invalid(`agent_ids[${i}]`, `agent_ids[${i}] is not an agent id`);
-    });
+    // Checked and created in one write transaction: replicas starting together on an empty
+    // database make one first admin key, not one each.
     const id = newId('ak');
     const secret = newApiKeySecret(id);
-    const record: ApiKeyRecord = {
-      api_key_id: id,
-      name,
-      role,
-      secret_sha256: sha256(secret),
-      created_at_ms: this.clock(),
-      ...(agentIds.length > 0 ? { agent_ids: agentIds } : {}),
-    };
-    await this.store.write(async (w) => w.put('apikeys', id, record));
-    return { record, secret };
+    const { result } = await this.store.write(async (w) => {
+      const existing = await w.scan<ApiKeyRecord>('apikeys', { limit: 10_000 });
+      if (existing.some((row) => row.value.role === 'admin')) return undefined;
+      w.put('apikeys', id, {
+        api_key_id: id,
+        name: 'initial admin',
+        role: 'admin',
+        secret_sha256: sha256(secret),
+        created_at_ms: this.clock(),
+      } satisfies ApiKeyRecord);
+      return secret;
+    });
+    return result;
   }
 
   /** Resolves `Authorization: Bearer <key>`; throws UNAUTHENTICATED. */
@@ -109,18 +98,28 @@ export class Auth {
   }
 }
 
+/** Who may call an operation: API key roles (admin may do everything), or `check`. */
+export type Access = RoleName[] | 'check';
+
 /**
- * Who may ask the control plane for a decision: an API key of any role, or the ACT
- * token being checked, presented as the bearer (the token is itself a credential).
+ * Authenticates and authorizes one call. `check` access (a decision) takes an API key of any
+ * role, or the ACT token being checked presented as the bearer (the token is itself a
+ * credential; then there is no principal).
  */
-export async function authenticateCheck(
+export async function authorize(
   auth: Auth,
   authorization: string | undefined,
-  token: unknown,
-): Promise<void> {
-  const bearer = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization)?.[1] : undefined;
-  if (bearer !== undefined && bearer.startsWith('act_') && bearer === token) return;
-  await auth.authenticate(authorization);
+  access: Access,
+  token?: unknown,
+): Promise<Principal | undefined> {
+  if (access === 'check') {
+    const bearer = authorization ? /^Bearer\s+(\S+)$/i.exec(authorization)?.[1] : undefined;
+    if (bearer !== undefined && bearer.startsWith('act_') && bearer === token) return undefined;
+    return auth.authenticate(authorization);
+  }
+  const who = await auth.authenticate(authorization);
+  requireRole(who, ...access);
+  return who;
 }
 
 /** Throws PERMISSION_DENIED unless the principal has one of the roles (admin may do everything). */

@@ -1,101 +1,79 @@
 /**
- * Central enforcement: the control plane answers checks for agents without a
- * sidecar, with the same decide() over its in-memory view, and writes the audit
- * record (hash-chained as source "control-plane") before it answers.
+ * Central enforcement: the control plane answers checks for agents without a sidecar. It is
+ * the enforcement pipeline (src/enforce) wired to the control plane's own parts: its memory
+ * view, the budget ledger in process, the approval service in process, and the store's audit
+ * trail as this replica's hash-chained source.
  */
-import { AuditChain } from '../audit/chain';
-import { buildAuditRecord } from '../audit/record';
 import type { Clock } from '../common/clock';
-import { newSortableId } from '../common/ids';
-import { decide, InMemoryCounters } from '../decision';
-import { toDecisionRequest, type CheckInput } from '../decision/request';
-import type { CheckOutcome } from '../decision/wire';
+import { ActError } from '../common/errors';
+import { approvalFromWire } from '../decision/wire';
 import type { DecisionResult } from '../decision/types';
+import { Enforcer, LeaseBudgets, PortUnavailable, type ApprovalPort, type LeasePort } from '../enforce';
 import type { Store } from '../store/types';
-import { VerificationCache } from '../token';
-import type { AdminService } from './admin-service';
+import type { ApprovalService } from './approvals';
+import { StoreAuditSink } from './audit-sink';
+import type { BudgetLedger } from './budget-ledger';
 import type { MemoryView } from './memory-view';
 
+/** The chain source of central decisions on the embedded store (one process). */
 export const CONTROL_PLANE_SOURCE = 'control-plane';
 
-export class CentralEnforcer {
-  private readonly counters = new InMemoryCounters();
-  private readonly verifier = new VerificationCache(100_000);
-  private chain: AuditChain | undefined;
-  private pruneTimer: NodeJS.Timeout | undefined;
+export interface CentralDeps {
+  store: Store;
+  view: MemoryView;
+  approvals: ApprovalService;
+  ledger: BudgetLedger;
+  clock: Clock;
+  /** This replica's chain source: CONTROL_PLANE_SOURCE, or `control-plane:<replica>` with several. */
+  source: string;
+  onDecision?: (r: DecisionResult, latencyUs: number) => void;
+}
 
-  constructor(
-    private readonly store: Store,
-    private readonly view: MemoryView,
-    private readonly admin: AdminService,
-    private readonly clock: Clock,
-    private readonly onDecision: (r: DecisionResult, latencyUs: number) => void = () => {},
-  ) {}
+export interface Central {
+  enforcer: Enforcer;
+  budgets: LeaseBudgets;
+  stop(): Promise<void>;
+}
 
-  async start(): Promise<void> {
-    const last = await this.store.audit.lastOfSource(CONTROL_PLANE_SOURCE);
-    this.chain = new AuditChain(CONTROL_PLANE_SOURCE, last?.seq ?? 0, last?.hash ?? '');
-    this.pruneTimer = setInterval(() => this.counters.prune(this.clock()), 60_000);
-    this.pruneTimer.unref();
-  }
+/** Store faults (e.g. PostgreSQL unreachable) make the owner unavailable; domain errors pass. */
+function owner<T>(p: Promise<T>): Promise<T> {
+  return p.catch((err: unknown) => {
+    if (err instanceof ActError) throw err;
+    throw new PortUnavailable(err instanceof Error ? err.message : String(err), { cause: err });
+  });
+}
 
-  stop(): void {
-    if (this.pruneTimer) clearInterval(this.pruneTimer);
-  }
-
-  async check(input: CheckInput): Promise<CheckOutcome> {
-    const started = process.hrtime.bigint();
-    const nowMs = this.clock();
-    const result = decide(toDecisionRequest(input), {
-      view: this.view,
-      verifier: this.verifier,
-      counters: this.counters,
-      nowMs,
-    });
-    // Consume budgets synchronously with the decision so concurrent checks cannot overspend.
-    this.counters.apply(result.usage);
-    const revision = this.view.revision;
-    const auditId = newSortableId('audit', nowMs);
-
-    let approvalId = result.approvalId ?? '';
-    if (result.decision === 'APPROVAL_REQUIRED' && result.approvalRequest && result.claims) {
-      const a = await this.admin.createApproval({
-        agent_id: result.claims.agent_id,
-        token_id: result.claims.token_id,
-        action: input.action,
-        resource: input.resource,
-        context: input.context,
-        policy_id: result.approvalRequest.policyId,
-        rule: result.approvalRequest.rule,
-        audit_id: auditId,
-        request_hash: '',
-        source: CONTROL_PLANE_SOURCE,
-        agent_name: '',
-        used_at: '',
-        used_audit_id: '',
-        used_by: '',
-      });
-      approvalId = a.approval_id;
-    } else if (result.decision === 'ALLOW' && result.approvalId) {
-      await this.admin.consumeApproval(result.approvalId);
-    }
-
-    const latencyUs = Number(process.hrtime.bigint() - started) / 1000;
-    const record = buildAuditRecord({
-      auditId,
-      nowMs,
-      action: input.action,
-      resource: input.resource,
-      context: input.context,
-      result,
-      revision,
-      latencyUs,
-      approvalId,
-    });
-    this.chain!.seal(record);
-    // The answer waits for the audit record's durable commit.
-    await this.store.audit.append([record]);
-    this.onDecision(result, latencyUs);
-    return { result, auditId, approvalId, revision, wireDetails: record.details };
-  }
+export async function startCentral(d: CentralDeps): Promise<Central> {
+  const leases: LeasePort = {
+    lease: (r) => owner(d.ledger.lease(r)),
+    release: async (rs) => {
+      await d.ledger.release(rs);
+    },
+  };
+  const approvals: ApprovalPort = {
+    request: async (i) => approvalFromWire(await owner(d.approvals.request(i))),
+    consume: (i) => owner(d.approvals.consume(i)),
+  };
+  const budgets = new LeaseBudgets(leases);
+  const audit = await StoreAuditSink.open(d.store, d.source);
+  const enforcer = new Enforcer({
+    view: d.view,
+    budgets,
+    approvals,
+    audit,
+    clock: d.clock,
+    source: d.source,
+    ...(d.onDecision ? { onDecision: d.onDecision } : {}),
+  });
+  const prune = setInterval(() => budgets.prune(), 60_000);
+  prune.unref();
+  return {
+    enforcer,
+    budgets,
+    async stop() {
+      clearInterval(prune);
+      await audit.flush();
+      await budgets.release().catch(() => 0);
+    },
+  };
 }

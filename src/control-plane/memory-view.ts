@@ -1,7 +1,9 @@
 /**
  * The control plane's in-memory DecisionView for central enforcement: loaded from
- * the store at start, then kept current from each commit's change events (the
- * same events sync sends sidecars), so decide() runs synchronously on fresh state.
+ * the store at start, then kept current from the change feed (the same changes sync
+ * sends sidecars, applied by the same src/replica/apply-change.ts), so decide() runs
+ * synchronously on fresh state. With several replicas on PostgreSQL the feed carries
+ * every replica's commits.
  */
 import type { KeyObject } from 'node:crypto';
 import { fromBase64Url } from '../common/base64url';
@@ -9,10 +11,11 @@ import type { Agent, Approval, Policy } from '../gen/act/v1/admin';
 import type { Change } from '../gen/act/v1/sync';
 import { compilePolicy } from '../policy';
 import type { CompiledPolicy } from '../policy/types';
+import { applyChange, type ChangeSink } from '../replica/apply-change';
+import type { SigningKeyRecord, TokenRecord } from '../store/records';
 import type { Store } from '../store/types';
 import { publicKeyFromRaw } from '../token';
 import type { AgentView, ApprovalView, DecisionView } from '../decision/types';
-import type { SigningKeyRecord, TokenRecord } from './records';
 import { agentFromWire, approvalFromWire } from '../decision/wire';
 
 export class MemoryView implements DecisionView {
@@ -23,6 +26,19 @@ export class MemoryView implements DecisionView {
   private readonly keys = new Map<string, KeyObject>();
   private readonly approvals = new Map<string, ApprovalView>();
   private unsubscribe: (() => void) | undefined;
+  /** Called with the approvals a commit changed (waiters, notifications). */
+  onApprovals: ((approvals: Approval[]) => void) | undefined;
+
+  private readonly sink: ChangeSink = {
+    putAgent: (a) => this.agents.set(a.agent_id, agentFromWire(a)),
+    deleteAgent: (id) => this.agents.delete(id),
+    putPolicy: (p) => this.putPolicy(p),
+    deletePolicy: (id) => this.policies.delete(id),
+    putRevocation: (r) => this.revoked.add(r.token_id),
+    putPublicKey: (k) => this.keys.set(k.key_id, publicKeyFromRaw(k.public_key)),
+    deletePublicKey: (id) => this.keys.delete(id),
+    putApproval: (a) => this.approvals.set(a.approval_id, approvalFromWire(a)),
+  };
 
   constructor(private readonly store: Store) {}
 
@@ -34,7 +50,7 @@ export class MemoryView implements DecisionView {
       if (!loaded) pending.push(e);
       else this.apply(e.revision, e.changes);
     });
-    await this.store.read(async (r) => {
+    this.revision = await this.store.read(async (r) => {
       const all = async <T>(
         table: 'agents' | 'policies' | 'tokens' | 'keys' | 'approvals',
         fn: (v: T) => void,
@@ -47,15 +63,15 @@ export class MemoryView implements DecisionView {
           after = rows[rows.length - 1]!.key;
         }
       };
-      await all<Agent>('agents', (a) => this.putAgent(a));
+      await all<Agent>('agents', (a) => this.sink.putAgent(a));
       await all<Policy>('policies', (p) => this.putPolicy(p));
       await all<TokenRecord>('tokens', (t) => t.revoked_at_ms !== 0 && this.revoked.add(t.token_id));
       await all<SigningKeyRecord>('keys', (k) =>
         this.keys.set(k.key_id, publicKeyFromRaw(fromBase64Url(k.public_key)!)),
       );
-      await all<Approval>('approvals', (a) => this.putApproval(a));
+      await all<Approval>('approvals', (a) => this.sink.putApproval(a));
+      return r.revision();
     });
-    this.revision = await this.store.revision();
     loaded = true;
     for (const e of pending) if (e.revision > this.revision) this.apply(e.revision, e.changes);
   }
@@ -65,43 +81,19 @@ export class MemoryView implements DecisionView {
   }
 
   apply(revision: number, changes: Change[]): void {
+    const approvals: Approval[] = [];
     for (const c of changes) {
-      const k = c.kind;
-      if (k === undefined) continue;
-      switch (k.$case) {
-        case 'agent':
-          this.putAgent(k.value);
-          break;
-        case 'agent_deleted':
-          this.agents.delete(k.value);
-          break;
-        case 'policy':
-          this.putPolicy(k.value);
-          break;
-        case 'policy_deleted':
-          this.policies.delete(k.value);
-          break;
-        case 'revocation':
-          this.revoked.add(k.value.token_id);
-          break;
-        case 'public_key':
-          this.keys.set(k.value.key_id, publicKeyFromRaw(k.value.public_key));
-          break;
-        case 'public_key_deleted':
-          this.keys.delete(k.value);
-          break;
-        case 'approval':
-          this.putApproval(k.value);
-          break;
-        case 'token_issued':
-          break;
-      }
+      applyChange(c, this.sink);
+      if (c.kind?.$case === 'approval') approvals.push(c.kind.value);
     }
     this.revision = Math.max(this.revision, revision);
-  }
-
-  private putAgent(a: Agent): void {
-    this.agents.set(a.agent_id, agentFromWire(a));
+    if (approvals.length > 0 && this.onApprovals) {
+      try {
+        this.onApprovals(approvals);
+      } catch {
+        // A faulty waiter must not stop the view.
+      }
+    }
   }
 
   private putPolicy(p: Policy): void {
@@ -111,10 +103,6 @@ export class MemoryView implements DecisionView {
     } catch {
       this.policies.delete(p.policy_id);
     }
-  }
-
-  private putApproval(a: Approval): void {
-    this.approvals.set(a.approval_id, approvalFromWire(a));
   }
 
   publicKey = (keyId: string): KeyObject | undefined => this.keys.get(keyId);

@@ -112,3 +112,65 @@ export function decodeCursor(c: unknown, field = 'cursor'): string | undefined {
     throw invalid(field, `${field} is not a valid cursor`);
   return Buffer.from(c, 'base64url').toString('utf8');
 }
+
+type Json = Record<string, unknown>;
+
+/**
+ * Rejects fields a request does not know, naming the first one (and the closest known name),
+ * instead of ignoring it: `{"nmae":"x"}` is a typo, not an agent without a name.
+ */
+export function rejectUnknown(body: Json, known: readonly string[], prefix = ''): void {
+  for (const k of Object.keys(body)) {
+    if (known.includes(k)) continue;
+    const near = closest(k, known);
+    throw invalid(
+      prefix + k,
+      `unknown field ${JSON.stringify(prefix + k)}${near ? ` (did you mean ${JSON.stringify(prefix + near)}?)` : ''}; known: ${known.join(', ')}`,
+    );
+  }
+}
+
+/** The known name within edit distance 2 of `k`, if any. */
+function closest(k: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const c of known) {
+    const d = editDistance(k.toLowerCase(), c.toLowerCase(), bestD);
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string, cap: number): number {
+  if (Math.abs(a.length - b.length) >= cap) return cap;
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/** An optional boolean given as a JSON boolean or, in a query string, "true"/"false". */
+export function optionalBool(v: unknown, field: string): boolean {
+  if (v === undefined || v === null || v === '') return false;
+  if (v === true || v === 'true') return true;
+  if (v === false || v === 'false') return false;
+  throw invalid(field, `${field} must be true or false`);
+}
+
+/** A wait bound: "5s", "500ms", "2m", a bare "5" (seconds), or a number of ms; at most `maxMs`; 0 when absent. */
+export function parseWait(v: unknown, field: string, maxMs = 60_000): number {
+  if (v === undefined || v === null || v === '' || v === 0) return 0;
+  let ms: number | undefined;
+  if (typeof v === 'number' && Number.isInteger(v)) ms = v;
+  else if (typeof v === 'string') {
+    const m = /^(\d{1,7})(ms|s|m)?$/.exec(v.trim());
+    if (m) ms = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+  }
+  if (ms === undefined || ms < 0 || ms > maxMs)
+    throw invalid(field, `${field} must be a duration such as "5s" or "500ms", at most ${maxMs / 1000}s`);
+  return ms;
+}

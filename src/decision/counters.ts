@@ -1,8 +1,11 @@
 /**
- * In-memory usage counters (the control plane's central enforcement and tests).
- * The sidecar persists the same updates in LMDB so daily counts survive restarts.
+ * In-memory budgets: the reference implementation of CounterReader (tests, benches, the pure
+ * decision cases). Enforcement points use leased budgets (src/enforce/budgets.ts) so a budget
+ * is one per agent and policy across the fleet.
  */
-import type { CounterReader, CounterUpdate } from './types';
+import type { RateLimit } from '../policy/types';
+import { gcraState, gcraTake } from './gcra';
+import type { BudgetCheck, CounterReader, CounterUpdate } from './types';
 
 export interface CounterWriter {
   apply(updates: readonly CounterUpdate[]): void;
@@ -10,25 +13,27 @@ export interface CounterWriter {
 
 export class InMemoryCounters implements CounterReader, CounterWriter {
   private readonly rates = new Map<string, number>();
-  private readonly daily = new Map<string, { day: string; count: number; expiresAtMs: number }>();
+  private readonly days = new Map<string, { day: string; count: number; expiresAtMs: number }>();
 
-  rateTat(key: string): number {
-    return this.rates.get(key) ?? 0;
+  rate(key: string, rate: RateLimit, nowMs: number): BudgetCheck {
+    const s = gcraState(this.rates.get(key) ?? 0, rate, nowMs);
+    return { ok: s.available > 0, remaining: Math.max(0, s.available - 1), retryAfterMs: s.retryAfterMs };
   }
 
-  dailyCount(key: string, day: string): number {
-    const d = this.daily.get(key);
-    return d !== undefined && d.day === day ? d.count : 0;
+  daily(key: string, day: string, max: number): BudgetCheck {
+    const d = this.days.get(key);
+    const used = d !== undefined && d.day === day ? d.count : 0;
+    return { ok: used < max, remaining: Math.max(0, max - used - 1), retryAfterMs: 0 };
   }
 
   apply(updates: readonly CounterUpdate[]): void {
     for (const u of updates) {
       if (u.kind === 'rate') {
-        this.rates.set(u.key, u.tat);
+        this.rates.set(u.key, gcraTake(this.rates.get(u.key) ?? 0, u.rate, u.atMs, 1));
       } else {
-        const d = this.daily.get(u.key);
+        const d = this.days.get(u.key);
         if (d !== undefined && d.day === u.day) d.count++;
-        else this.daily.set(u.key, { day: u.day, count: 1, expiresAtMs: u.expiresAtMs });
+        else this.days.set(u.key, { day: u.day, count: 1, expiresAtMs: u.expiresAtMs });
       }
     }
   }
@@ -36,6 +41,6 @@ export class InMemoryCounters implements CounterReader, CounterWriter {
   /** Drops entries that can no longer affect a decision (rate windows passed, days over). */
   prune(nowMs: number): void {
     for (const [k, tat] of this.rates) if (tat <= nowMs) this.rates.delete(k);
-    for (const [k, d] of this.daily) if (d.expiresAtMs <= nowMs) this.daily.delete(k);
+    for (const [k, d] of this.days) if (d.expiresAtMs <= nowMs) this.days.delete(k);
   }
 }

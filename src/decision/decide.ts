@@ -111,6 +111,7 @@ interface Outcome {
   usage: CounterUpdate[];
   approvalRequest?: { policyId: string; rule: string };
   approvalId?: string;
+  approvalNote?: string;
 }
 
 function evaluatePolicy(
@@ -157,37 +158,39 @@ function evaluatePolicy(
 
   const rate = policy.rateLimit;
   if (rate !== undefined) {
-    // GCRA: emission interval t, burst tolerance tau (a full window's worth).
-    const t = rate.periodMs / rate.limit;
-    const tau = rate.periodMs - t;
-    const tat = Math.max(deps.counters.rateTat(counterKey), nowMs);
-    if (tat - nowMs > tau + 1e-6) {
-      const retry = Math.ceil(tat - nowMs - tau);
+    const c = deps.counters.rate(counterKey, rate, nowMs);
+    if (!c.ok) {
+      const retry = c.retryAfterMs;
+      const d: DecisionDetails = { policy_id: policyId, remaining_rate: 0 };
+      if (retry > 0) d.retry_after_ms = retry;
       return {
         stage: STAGE_RATE,
-        ...denial('RATE_LIMITED', `Rate limit exceeded (${rate.raw}); retry in ${retry} ms`),
-        details: { policy_id: policyId, retry_after_ms: retry, remaining_rate: 0 },
+        ...denial(
+          'RATE_LIMITED',
+          `Rate limit exceeded (${rate.raw})${retry > 0 ? `; retry in ${retry} ms` : ''}`,
+        ),
+        details: d,
       };
     }
-    const newTat = tat + t;
-    usage.push({ kind: 'rate', key: counterKey, tat: newTat, periodMs: rate.periodMs });
-    details.remaining_rate = Math.max(0, Math.floor((tau - (newTat - nowMs)) / t + 1e-9) + 1);
+    usage.push({ kind: 'rate', key: counterKey, atMs: nowMs, rate });
+    details.remaining_rate = c.remaining;
   }
 
   const max = policy.maxActionsPerDay;
   if (max !== undefined && max > 0) {
     const day = dayKey(nowMs, policy.dayTimeZone);
-    const used = deps.counters.dailyCount(counterKey, day);
     const untilTomorrow = msUntilNextDay(nowMs, policy.dayTimeZone);
-    if (used >= max) {
+    const c = deps.counters.daily(counterKey, day, max, nowMs);
+    if (!c.ok) {
+      const retry = c.retryAfterMs > 0 ? Math.min(c.retryAfterMs, untilTomorrow) : untilTomorrow;
       return {
         stage: STAGE_DAILY,
         ...denial('DAILY_LIMIT_EXCEEDED', `Daily limit of ${max} actions reached`),
-        details: { policy_id: policyId, retry_after_ms: untilTomorrow, remaining_daily_budget: 0 },
+        details: { policy_id: policyId, retry_after_ms: retry, remaining_daily_budget: 0 },
       };
     }
-    usage.push({ kind: 'daily', key: counterKey, day, expiresAtMs: nowMs + untilTomorrow });
-    details.remaining_daily_budget = max - used - 1;
+    usage.push({ kind: 'daily', key: counterKey, day, max, expiresAtMs: nowMs + untilTomorrow });
+    details.remaining_daily_budget = c.remaining;
   }
 
   for (const rule of policy.approvalRules) {
@@ -195,8 +198,9 @@ function evaluatePolicy(
     // An approval rule that cannot be evaluated requires approval (fail closed).
     const r = rule.evaluate(input);
     if (r === false) continue;
+    const ask = { policyId, rule: rule.description || rule.expression };
     const approval = presentedApproval(req, claims, deps);
-    if (approval === 'APPROVED') {
+    if (approval.state === 'APPROVED') {
       return {
         stage: STAGE_ALLOW,
         decision: 'ALLOW',
@@ -205,9 +209,10 @@ function evaluatePolicy(
         details,
         usage,
         approvalId: req.approvalId as string,
+        approvalRequest: ask,
       };
     }
-    if (approval === 'DENIED') {
+    if (approval.state === 'DENIED') {
       return {
         stage: STAGE_APPROVAL,
         ...denial('APPROVAL_DENIED', `Approval ${req.approvalId} was denied`),
@@ -222,8 +227,14 @@ function evaluatePolicy(
       details: { policy_id: policyId, rule: rule.expression },
       usage: NO_USAGE,
     };
-    if (approval === 'PENDING') return { ...base, approvalId: req.approvalId as string };
-    return { ...base, approvalRequest: { policyId, rule: rule.description || rule.expression } };
+    if (approval.state === 'PENDING') return { ...base, approvalId: req.approvalId as string };
+    if (approval.note === undefined) return { ...base, approvalRequest: ask };
+    return {
+      ...base,
+      reason: `${base.reason}; ${approval.note}, so this is a new request`,
+      approvalRequest: ask,
+      approvalNote: approval.note,
+    };
   }
 
   return {
@@ -236,22 +247,36 @@ function evaluatePolicy(
   };
 }
 
-/** The state of an approval presented with the request, if it fits this check. */
+/**
+ * The state of an approval presented with the request, if it is bound to exactly this request
+ * (token, action, resource and the hash of the context the approver saw); otherwise NONE with a
+ * note saying why, for the reason text.
+ */
 function presentedApproval(
   req: DecisionRequest,
   claims: TokenClaims,
   deps: DecideDeps,
-): 'APPROVED' | 'DENIED' | 'PENDING' | 'NONE' {
-  if (!req.approvalId) return 'NONE';
-  const a = deps.view.approval(req.approvalId);
-  if (a === undefined) return 'NONE';
-  // An approval is bound to one token, action and resource.
-  if (a.tokenId !== claims.token_id || a.action !== req.action || a.resource !== req.resource) return 'NONE';
-  if (a.status === 'DENIED') return 'DENIED';
-  if (a.expiresAtMs <= deps.nowMs) return 'NONE';
-  if (a.status === 'APPROVED') return 'APPROVED';
-  if (a.status === 'PENDING') return 'PENDING';
-  return 'NONE';
+): { state: 'APPROVED' | 'DENIED' | 'PENDING' | 'NONE'; note?: string } {
+  const id = req.approvalId;
+  if (!id) return { state: 'NONE' };
+  const a = deps.view.approval(id);
+  if (a === undefined) return { state: 'NONE', note: `approval ${id} is unknown` };
+  if (
+    a.tokenId !== claims.token_id ||
+    a.action !== req.action ||
+    a.resource !== req.resource ||
+    a.requestHash === '' ||
+    deps.requestHash === undefined ||
+    a.requestHash !== deps.requestHash()
+  ) {
+    return { state: 'NONE', note: `approval ${id} was granted for a different request` };
+  }
+  if (a.status === 'DENIED') return { state: 'DENIED' };
+  if (a.status === 'USED') return { state: 'NONE', note: `approval ${id} was already used` };
+  if (a.status === 'EXPIRED' || a.expiresAtMs <= deps.nowMs)
+    return { state: 'NONE', note: `approval ${id} expired at ${new Date(a.expiresAtMs).toISOString()}` };
+  if (a.status === 'APPROVED') return { state: 'APPROVED' };
+  return { state: 'PENDING' };
 }
 
 function grants(policy: CompiledPolicy, action: Action, resource: string): boolean {
@@ -317,6 +342,7 @@ function finish(o: Outcome, claims: TokenClaims, policyIds: string[]): DecisionR
   };
   if (o.approvalRequest !== undefined) r.approvalRequest = o.approvalRequest;
   if (o.approvalId !== undefined) r.approvalId = o.approvalId;
+  if (o.approvalNote !== undefined) r.approvalNote = o.approvalNote;
   return r;
 }
 

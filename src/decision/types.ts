@@ -1,5 +1,5 @@
 import type { DecisionKind, ReasonCode } from '../common/reasons';
-import type { CompiledPolicy } from '../policy/types';
+import type { CompiledPolicy, RateLimit } from '../policy/types';
 import type { PublicKeyLookup, TokenClaims, VerifyResult } from '../token/types';
 
 /** One check as the engine sees it (the edge has already bounded sizes). */
@@ -32,7 +32,13 @@ export interface ApprovalView {
   tokenId: string;
   action: string;
   resource: string;
+  /** SHA-256 of the canonical {action, resource, context} the grant is bound to ('' = bound to nothing). */
+  requestHash: string;
   expiresAtMs: number;
+  /** Who decided (API key name), once decided. */
+  resolvedBy?: string;
+  /** The approver's comment. */
+  comment?: string;
 }
 
 /** The read-only state a decision needs: a replica view on the sidecar, the store on the control plane. */
@@ -51,20 +57,29 @@ export interface TokenVerifier {
   verify(token: unknown, lookup: PublicKeyLookup): VerifyResult;
 }
 
-/**
- * Read side of the usage counters. Rate limits use GCRA: the stored value is the
- * theoretical arrival time (ms) of the next action; daily maxima count allowed
- * actions per local day.
- */
-export interface CounterReader {
-  rateTat(key: string): number;
-  dailyCount(key: string, day: string): number;
+/** Whether a budget has room for one more action now. */
+export interface BudgetCheck {
+  ok: boolean;
+  /** Actions left after this one (best knowledge: a leased budget counts what is still unleased). */
+  remaining: number;
+  /** When not ok: milliseconds until an action may succeed (0 = unknown). */
+  retryAfterMs: number;
 }
 
-/** What an ALLOW consumes; the shell applies it (and persists it on the sidecar). */
+/**
+ * Read side of the budgets, keyed `${agent_id}|${policy_id}`. A rate limit is GCRA over the
+ * policy's "N per period"; a daily maximum counts allowed actions per local day. An
+ * implementation may hold only a slice (a lease) of a budget shared by several enforcement points.
+ */
+export interface CounterReader {
+  rate(key: string, rate: RateLimit, nowMs: number): BudgetCheck;
+  daily(key: string, day: string, max: number, nowMs: number): BudgetCheck;
+}
+
+/** What an ALLOW consumes; the shell applies it in the same synchronous step as the decision. */
 export type CounterUpdate =
-  | { kind: 'rate'; key: string; tat: number; periodMs: number }
-  | { kind: 'daily'; key: string; day: string; expiresAtMs: number };
+  | { kind: 'rate'; key: string; atMs: number; rate: RateLimit }
+  | { kind: 'daily'; key: string; day: string; max: number; expiresAtMs: number };
 
 /** Everything besides the request: injected, so `decide()` stays pure. */
 export interface DecideDeps {
@@ -75,6 +90,11 @@ export interface DecideDeps {
   nowMs: number;
   /** True when the replica is past its staleness bound (sidecar only). */
   stale?: boolean;
+  /**
+   * The request's binding hash (SHA-256 of canonical {action, resource, context}), computed on
+   * demand: only a check presenting an approval needs it. Without it no approval matches.
+   */
+  requestHash?: () => string;
 }
 
 /** Machine-actionable details (snake_case: they go on the wire as they are). */
@@ -99,8 +119,13 @@ export interface DecisionResult {
   policyIds: string[];
   /** Counter updates to apply; non-empty only for ALLOW. */
   usage: CounterUpdate[];
-  /** When APPROVAL_REQUIRED and no pending approval was presented: what to ask a human. */
+  /**
+   * What to ask a human: set when APPROVAL_REQUIRED and no pending approval of this request was
+   * presented, and on an ALLOW through an approval (a new request if the grant cannot be used).
+   */
   approvalRequest?: { policyId: string; rule: string };
-  /** The pending approval presented again (APPROVAL_REQUIRED), or the approval consumed (ALLOW). */
+  /** The pending approval presented again (APPROVAL_REQUIRED), or the grant to use (ALLOW). */
   approvalId?: string;
+  /** Why a presented approval did not apply (used, expired, bound to another request...). */
+  approvalNote?: string;
 }

@@ -50,17 +50,34 @@ export function checkMessage(action: string, o: CheckOutcome): CheckPermissionRe
   };
 }
 
-/** Decision details in wire form (absent numbers become 0, or -1 for "unlimited" budgets). */
+/** Decision details in wire form (absent budgets stay absent: no sentinel values). */
 export function detailsToWire(d: DecisionResult['details']): DecisionDetails {
-  return {
+  const out: DecisionDetails = {
     missing_capability: d.missing_capability ?? '',
     retry_after_ms: d.retry_after_ms ?? 0,
     next_allowed_at: d.next_allowed_at ?? '',
-    remaining_daily_budget: d.remaining_daily_budget ?? -1,
     policy_id: d.policy_id ?? '',
     rule: d.rule ?? '',
-    remaining_rate: d.remaining_rate ?? -1,
   };
+  if (d.remaining_daily_budget !== undefined) out.remaining_daily_budget = d.remaining_daily_budget;
+  if (d.remaining_rate !== undefined) out.remaining_rate = d.remaining_rate;
+  return out;
+}
+
+/** Wire details as REST JSON: only the fields that say something. */
+export function detailsJson(d: DecisionDetails | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (!d) return out;
+  if (d.missing_capability) out.missing_capability = d.missing_capability;
+  if (d.retry_after_ms) out.retry_after_ms = d.retry_after_ms;
+  if (d.next_allowed_at) out.next_allowed_at = d.next_allowed_at;
+  // Exported records must re-hash to what was sealed: a value that is present is shown (records
+  // sealed before these fields were optional carry -1).
+  if (d.remaining_daily_budget !== undefined) out.remaining_daily_budget = d.remaining_daily_budget;
+  if (d.remaining_rate !== undefined) out.remaining_rate = d.remaining_rate;
+  if (d.policy_id) out.policy_id = d.policy_id;
+  if (d.rule) out.rule = d.rule;
+  return out;
 }
 
 /** The decision engine's view of a stored agent. */
@@ -80,6 +97,9 @@ export function approvalFromWire(a: Approval): ApprovalView {
     tokenId: a.token_id,
     action: a.action,
     resource: a.resource,
+    requestHash: a.request_hash ?? '',
     expiresAtMs: Date.parse(a.expires_at),
+    ...(a.resolved_by ? { resolvedBy: a.resolved_by } : {}),
+    ...(a.comment ? { comment: a.comment } : {}),
   };
 }

@@ -1,8 +1,9 @@
 /**
  * The sidecar's replica of the control plane's state: one LMDB file with a named db
- * per entity kind, a `counters` db and a `meta` db (revision, store id, last contact).
- * It is the DecisionView and CounterReader `decide()` reads on every check, and the
- * writer the sync client feeds with snapshots and deltas.
+ * per entity kind and a `meta` db (revision, store id, last contact). It is the
+ * DecisionView `decide()` reads on every check, and the writer the sync client feeds
+ * with snapshots and deltas. (Budgets are not kept here: they are leased from the
+ * control plane, see src/enforce/budgets.ts.)
  *
  * Invariants:
  * - Every delta commits in ONE child transaction together with its revision, so a crash
@@ -17,8 +18,8 @@
  *   a commit, so they never hold uncommitted data. Between the commit and the
  *   invalidation (one continuation) a check may still see the previous state: the same
  *   as if it had run just before the commit.
- * - Mirrors MemoryView's semantics: upserts replace, deletes remove, a policy that does
- *   not compile and a key that does not parse are absent, `token_issued` is ignored.
+ * - Changes mean what src/replica/apply-change.ts says (shared with the control plane's
+ *   view); a policy that does not compile and a key that does not parse are absent.
  */
 import type { KeyObject } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -28,7 +29,10 @@ import { ActError } from '../common/errors';
 import { Policy } from '../gen/act/v1/admin';
 import { agentFromWire, approvalFromWire } from '../decision/wire';
 import type { Change } from '../gen/act/v1/sync';
-import type { AgentView, ApprovalView, CounterReader, CounterUpdate, DecisionView } from '../decision/types';
+import type { AgentView, ApprovalView, DecisionView } from '../decision/types';
+import type { Agent, Approval } from '../gen/act/v1/admin';
+import type { PublicKey, Revocation } from '../gen/act/v1/sync';
+import { applyChange, mergeRevocationExpiry, type ChangeSink } from './apply-change';
 import { compilePolicy } from '../policy';
 import type { CompiledPolicy } from '../policy/types';
 import { publicKeyFromRaw } from '../token';
@@ -51,10 +55,6 @@ export interface ReplicaStats {
   revocations: number;
   keys: number;
   approvals: number;
-  /** In-memory counter entries (rate + daily). */
-  counters: number;
-  /** Counter writes that failed to persist since open (the in-memory value still counts). */
-  counterWriteErrors: number;
 }
 
 /** Everything stored, by id (tests). */
@@ -80,12 +80,6 @@ export interface ReplicaWriter {
 const DEFAULT_AGENT_CACHE = 10_000;
 /** lastContactMs is persisted at most this often. */
 const TOUCH_PERSIST_INTERVAL_MS = 1000;
-/** Usage counters are written to disk at most this often. */
-const COUNTER_FLUSH_MS = 250;
-const RATE_PREFIX = 'r:';
-const DAILY_PREFIX = 'd:';
-
-type DailyEntry = { day: string; count: number; expiresAtMs: number };
 
 /** A compiled policy with the version it was compiled from; `fresh` = known to match the db. */
 interface PolicyEntry {
@@ -99,9 +93,10 @@ interface Touched {
   agents: Set<string>;
   policies: Set<string>;
   keys: Set<string>;
+  approvals: ApprovalView[];
 }
 
-export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
+export class LmdbReplica implements DecisionView, ReplicaWriter {
   private rev: number;
   private store: string;
   private contactMs: number;
@@ -118,16 +113,8 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
   /** null = stored but not a valid key (cached so a bad key is parsed once). */
   private readonly keyCache = new Map<string, KeyObject | null>();
 
-  // Usage counters: the hot path reads these maps; every update is also written through.
-  private readonly rates = new Map<string, number>();
-  private readonly daily = new Map<string, DailyEntry>();
-  private counterWriteErrors = 0;
-  /** Counter keys changed since the last flush to disk. */
-  private readonly dirtyCounters = new Set<string>();
-  private counterTimer: NodeJS.Timeout | undefined;
-  private readonly onCounterWriteError = () => {
-    this.counterWriteErrors++;
-  };
+  /** Called after every commit that changed approvals (waiters on the sidecar). */
+  onApprovals: ((approvals: ApprovalView[]) => void) | undefined;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -136,7 +123,6 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
     private readonly revocations: Database<number, string>,
     private readonly keys: Database<Buffer, string>,
     private readonly approvals: Database<ApprovalView, string>,
-    private readonly counters: Database<unknown, string>,
     private readonly meta: Database<unknown, string>,
     private readonly agentCacheSize: number,
   ) {
@@ -144,7 +130,6 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
     this.store = (meta.get('store_id') as string | undefined) ?? '';
     this.contactMs = (meta.get('last_contact_ms') as number | undefined) ?? 0;
     this.contactPersistedMs = this.contactMs;
-    this.loadCounters();
   }
 
   /** Opens (creating if needed) the replica in `cfg.dataDir`; synchronous. */
@@ -171,12 +156,11 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
         root.openDB<number, string>({ name: 'revocations' }),
         root.openDB<Buffer, string>({ name: 'keys', encoding: 'binary' }),
         root.openDB<ApprovalView, string>({ name: 'approvals' }),
-        root.openDB<unknown, string>({ name: 'counters' }),
         root.openDB<unknown, string>({ name: 'meta' }),
         cacheSize,
       );
     } catch (err) {
-      // Opening failed half-way (e.g. a corrupt counters entry): release the environment.
+      // Opening failed half-way: release the environment.
       void root.close(); // nothing to flush: no write has been issued
       throw err;
     }
@@ -267,108 +251,6 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
     return this.approvals.get(approvalId);
   }
 
-  // ---- counters ----
-
-  rateTat(key: string): number {
-    return this.rates.get(key) ?? 0;
-  }
-
-  dailyCount(key: string, day: string): number {
-    const d = this.daily.get(key);
-    return d !== undefined && d.day === day ? d.count : 0;
-  }
-
-  /**
-   * Applies an ALLOW's usage in memory (what the next check reads) and marks it for the
-   * `counters` db, which is written in one commit every COUNTER_FLUSH_MS (and on close).
-   * A crash may lose the last fraction of a second of usage and let a few actions over a
-   * budget after a restart. That is the price of keeping disk I/O off the check path: a
-   * commit (and its fsync) per check would cost more than the check itself.
-   */
-  applyUsage(updates: readonly CounterUpdate[]): void {
-    for (const u of updates) {
-      if (u.kind === 'rate') {
-        this.rates.set(u.key, u.tat);
-        this.markDirty(RATE_PREFIX + u.key);
-      } else {
-        let d = this.daily.get(u.key);
-        if (d !== undefined && d.day === u.day) d.count++;
-        else {
-          d = { day: u.day, count: 1, expiresAtMs: u.expiresAtMs };
-          this.daily.set(u.key, d);
-        }
-        this.markDirty(DAILY_PREFIX + u.key);
-      }
-    }
-  }
-
-  /** Drops counter entries that can no longer affect a decision (rate windows passed, days over). */
-  pruneCounters(nowMs: number): number {
-    let dropped = 0;
-    for (const [k, tat] of this.rates) {
-      if (tat <= nowMs) {
-        this.rates.delete(k);
-        this.removeCounter(RATE_PREFIX + k);
-        dropped++;
-      }
-    }
-    for (const [k, d] of this.daily) {
-      if (d.expiresAtMs <= nowMs) {
-        this.daily.delete(k);
-        this.removeCounter(DAILY_PREFIX + k);
-        dropped++;
-      }
-    }
-    return dropped;
-  }
-
-  private markDirty(key: string): void {
-    this.dirtyCounters.add(key);
-    if (this.counterTimer === undefined && !this.closed) {
-      this.counterTimer = setTimeout(() => this.flushCounters(), COUNTER_FLUSH_MS);
-      this.counterTimer.unref();
-    }
-  }
-
-  /** Writes the counters changed since the last flush, in one batch (one commit). */
-  private flushCounters(): void {
-    this.counterTimer = undefined;
-    if (this.closed || this.dirtyCounters.size === 0) return;
-    const keys = [...this.dirtyCounters];
-    this.dirtyCounters.clear();
-    // Deliberately not awaited (see applyUsage): lmdb-js commits these puts together; a
-    // failure is counted, not thrown.
-    for (const key of keys) {
-      if (key.startsWith(RATE_PREFIX)) {
-        const tat = this.rates.get(key.slice(RATE_PREFIX.length));
-        if (tat !== undefined) this.counters.put(key, tat).catch(this.onCounterWriteError);
-      } else {
-        const d = this.daily.get(key.slice(DAILY_PREFIX.length));
-        if (d !== undefined)
-          this.counters.put(key, [d.day, d.count, d.expiresAtMs]).catch(this.onCounterWriteError);
-      }
-    }
-  }
-
-  private removeCounter(key: string): void {
-    if (this.closed) return;
-    // Deliberately not awaited, like persistCounter.
-    this.counters.remove(key).catch(this.onCounterWriteError);
-  }
-
-  private loadCounters(): void {
-    for (const { key, value } of this.counters.getRange()) {
-      if (key.startsWith(RATE_PREFIX) && typeof value === 'number') {
-        this.rates.set(key.slice(RATE_PREFIX.length), value);
-      } else if (key.startsWith(DAILY_PREFIX) && Array.isArray(value) && value.length === 3) {
-        const [day, count, expiresAtMs] = value as [unknown, unknown, unknown];
-        if (typeof day === 'string' && typeof count === 'number' && typeof expiresAtMs === 'number') {
-          this.daily.set(key.slice(DAILY_PREFIX.length), { day, count, expiresAtMs });
-        }
-      }
-    }
-  }
-
   // ---- staleness ----
 
   /**
@@ -423,7 +305,8 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
         this.revocations.clearSync();
         this.keys.clearSync();
         this.approvals.clearSync();
-        for (const chunk of snap.chunks) for (const c of chunk) this.applyChange(c, touched);
+        const sink = this.sink(touched);
+        for (const chunk of snap.chunks) for (const c of chunk) applyChange(c, sink);
         this.meta.putSync('revision', snap.revision);
         this.meta.putSync('store_id', snap.storeId);
       });
@@ -436,6 +319,7 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
           entry.fresh = false; // re-checked against the stored version
         else this.policyCache.delete(id);
       }
+      this.announceApprovals(touched);
     });
   }
 
@@ -448,7 +332,8 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
       if (revision <= this.rev) return;
       const touched = newTouched();
       await this.root.childTransaction(() => {
-        for (const c of changes) this.applyChange(c, touched);
+        const sink = this.sink(touched);
+        for (const c of changes) applyChange(c, sink);
         this.meta.putSync('revision', revision);
       });
       this.rev = revision;
@@ -458,7 +343,17 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
         const entry = this.policyCache.get(id);
         if (entry !== undefined) entry.fresh = false;
       }
+      this.announceApprovals(touched);
     });
+  }
+
+  private announceApprovals(touched: Touched): void {
+    if (touched.approvals.length === 0 || this.onApprovals === undefined) return;
+    try {
+      this.onApprovals(touched.approvals);
+    } catch {
+      // A faulty waiter must not fail a committed delta.
+    }
   }
 
   /** Drops revocations of tokens past their expiry (such a token is TOKEN_EXPIRED first anyway). */
@@ -479,58 +374,44 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
     });
   }
 
-  /** Writes one change inside the current write transaction; throws on a malformed change. */
-  private applyChange(c: Change, touched: Touched): void {
-    const k = c.kind;
-    if (k === undefined) return;
-    switch (k.$case) {
-      case 'agent': {
-        const id = requireId(k.value.agent_id, 'agent.agent_id');
-        this.agents.putSync(id, agentFromWire(k.value));
+  /** A ChangeSink writing into the current write transaction, noting what it touched. */
+  private sink(touched: Touched): ChangeSink {
+    return {
+      putAgent: (a: Agent) => {
+        this.agents.putSync(a.agent_id, agentFromWire(a));
+        touched.agents.add(a.agent_id);
+      },
+      deleteAgent: (id) => {
+        this.agents.removeSync(id);
         touched.agents.add(id);
-        break;
-      }
-      case 'agent_deleted':
-        this.agents.removeSync(requireId(k.value, 'agent_deleted'));
-        touched.agents.add(k.value);
-        break;
-      case 'policy': {
-        const id = requireId(k.value.policy_id, 'policy.policy_id');
-        this.policies.putSync(id, Buffer.from(Policy.encode(k.value).finish()));
+      },
+      putPolicy: (p) => {
+        this.policies.putSync(p.policy_id, Buffer.from(Policy.encode(p).finish()));
+        touched.policies.add(p.policy_id);
+      },
+      deletePolicy: (id) => {
+        this.policies.removeSync(id);
         touched.policies.add(id);
-        break;
-      }
-      case 'policy_deleted':
-        this.policies.removeSync(requireId(k.value, 'policy_deleted'));
-        touched.policies.add(k.value);
-        break;
-      case 'revocation': {
-        const id = requireId(k.value.token_id, 'revocation.token_id');
-        const exp = k.value.expires_at_ms;
-        const prev = this.revocations.get(id);
-        // Keep the later expiry; 0 (unknown) wins so the entry is never pruned.
-        const keep = prev === undefined ? exp : prev === 0 || exp === 0 ? 0 : Math.max(prev, exp);
-        this.revocations.putSync(id, keep);
-        break;
-      }
-      case 'public_key': {
-        const id = requireId(k.value.key_id, 'public_key.key_id');
-        this.keys.putSync(id, Buffer.from(k.value.public_key));
+      },
+      putRevocation: (r: Revocation) =>
+        this.revocations.putSync(
+          r.token_id,
+          mergeRevocationExpiry(this.revocations.get(r.token_id), r.expires_at_ms),
+        ),
+      putPublicKey: (k: PublicKey) => {
+        this.keys.putSync(k.key_id, Buffer.from(k.public_key));
+        touched.keys.add(k.key_id);
+      },
+      deletePublicKey: (id) => {
+        this.keys.removeSync(id);
         touched.keys.add(id);
-        break;
-      }
-      case 'public_key_deleted':
-        this.keys.removeSync(requireId(k.value, 'public_key_deleted'));
-        touched.keys.add(k.value);
-        break;
-      case 'approval': {
-        const id = requireId(k.value.approval_id, 'approval.approval_id');
-        this.approvals.putSync(id, approvalFromWire(k.value));
-        break;
-      }
-      case 'token_issued':
-        break;
-    }
+      },
+      putApproval: (a: Approval) => {
+        const v = approvalFromWire(a);
+        this.approvals.putSync(a.approval_id, v);
+        touched.approvals.push(v);
+      },
+    };
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -554,8 +435,6 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
       revocations: count(this.revocations),
       keys: count(this.keys),
       approvals: count(this.approvals),
-      counters: this.rates.size + this.daily.size,
-      counterWriteErrors: this.counterWriteErrors,
     };
   }
 
@@ -581,10 +460,8 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
     this.pending = undefined;
     await this.tail; // writes queued before close() finish; later ones are refused
     if (this.contactMs !== this.contactPersistedMs) this.persistContact();
-    if (this.counterTimer !== undefined) clearTimeout(this.counterTimer);
-    this.flushCounters();
     this.closed = true;
-    await this.root.close(); // waits for the batched counter and contact writes
+    await this.root.close(); // waits for the batched contact write
   }
 
   private assertOpen(): void {
@@ -593,12 +470,5 @@ export class LmdbReplica implements DecisionView, CounterReader, ReplicaWriter {
 }
 
 function newTouched(): Touched {
-  return { agents: new Set(), policies: new Set(), keys: new Set() };
-}
-
-function requireId(id: unknown, field: string): string {
-  if (typeof id !== 'string' || id.length === 0) {
-    throw new ActError('INVALID_ARGUMENT', `sync change without a valid ${field}`, { field });
-  }
-  return id;
+  return { agents: new Set(), policies: new Set(), keys: new Set(), approvals: [] };
 }

@@ -30,6 +30,19 @@ function agentList(raw: string, name: string): string[] {
   return ids;
 }
 
+/** Control-plane addresses: host:port, comma-separated. */
+function parseTargets(raw: string, name: string): string[] {
+  const parts = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (parts.length === 0) throw new Error(`${name}: expected host:port`);
+  for (const p of parts)
+    if (!/^((dns|ipv4|ipv6):(\/\/\/)?)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(p))
+      throw new Error(`${name}: expected host:port, got ${JSON.stringify(p)}`);
+  return parts;
+}
+
 export const SIDECAR_OPTIONS = {
   grpcAddr: {
     flag: '--grpc-addr',
@@ -49,8 +62,8 @@ export const SIDECAR_OPTIONS = {
     flag: '--control-plane',
     env: 'ACT_CONTROL_PLANE',
     default: '127.0.0.1:8701',
-    parse: str,
-    help: "the control plane's gRPC address (host:port)",
+    parse: parseTargets,
+    help: "the control plane's gRPC address(es): host:port, comma-separated for several replicas (a DNS name with several A records also works)",
   },
   sidecarKey: {
     flag: '--sidecar-key',
@@ -101,6 +114,27 @@ export const SIDECAR_OPTIONS = {
     default: 'fail',
     parse: oneOf(['fail', 'drop-oldest'] as const),
     help: 'when the spool is full: fail (checks fail closed with UNAVAILABLE) or drop-oldest (counted and logged)',
+  },
+  auditSpoolDir: {
+    flag: '--audit-spool-dir',
+    env: 'ACT_AUDIT_SPOOL_DIR',
+    default: undefined,
+    parse: str,
+    help: 'audit spool directory (default <data-dir>/audit-spool); on a per-node volume it outlives the pod',
+  },
+  auditSpoolAdopt: {
+    flag: '--audit-spool-adopt',
+    env: 'ACT_AUDIT_SPOOL_ADOPT',
+    default: undefined,
+    parse: str,
+    help: "directory of other sidecars' spools (a per-node volume): spools left by stopped sidecars for the same agents are shipped by this one",
+  },
+  drainTimeout: {
+    flag: '--drain-timeout',
+    env: 'ACT_DRAIN_TIMEOUT',
+    default: '20s',
+    parse: duration,
+    help: 'on SIGTERM: stop taking checks and keep shipping audit records for up to this long (size the pod grace period to it)',
   },
   staleAfter: {
     flag: '--stale-after',

@@ -2,16 +2,23 @@
  * The control plane's side of SyncService: one session per sidecar stream.
  * Authenticates, reads the Hello, sends a snapshot or the deltas since the
  * sidecar's revision, then each commit as it happens (filtered by scope) and
- * heartbeats; stores audit batches idempotently and acknowledges them.
+ * heartbeats; ingests audit batches (each record checked against the key's scope, the
+ * Hello's sources and its chain) and acknowledges or refuses them; answers the unary
+ * calls an enforcement point makes during a check (approvals, budget leases).
+ *
+ * Scope holds both ways: what a sidecar receives is limited to its agents, and what it
+ * may write is limited to records about the agents its key may serve, under sidecar ids
+ * bound to its key (never a reserved id such as the control plane's own chain source).
  */
 import * as grpc from '@grpc/grpc-js';
-import { ActError } from '../common/errors';
+import { ActError, invalid } from '../common/errors';
 import type { Clock } from '../common/clock';
 import { isId } from '../common/ids';
-import { GRPC_STATUS } from '../common/status-map';
+import { toGrpcError } from '../common/status-map';
 import { type Agent, type Approval, type AuditRecord, type Policy } from '../gen/act/v1/admin';
 import { ApprovalStatus } from '../gen/act/v1/decision';
 import {
+  BudgetKind,
   PublicKey,
   Revocation,
   SyncResponse,
@@ -22,18 +29,72 @@ import {
   type SyncServiceServer,
 } from '../gen/act/v1/sync';
 import { fromBase64Url } from '../common/base64url';
+import { parseCheckRequest } from '../decision/request';
+import type {
+  ApprovalRequestInput,
+  ConsumeInput,
+  ConsumeResult,
+  LeaseGrant,
+  LeaseRequest,
+  LeaseReturn,
+} from '../enforce/ports';
 import type { Logger } from '../observability/logger';
-import type { CommitEvent, Store, StoreReader } from '../store/types';
+import type { TokenRecord } from '../store/records';
+import {
+  ChainViolation,
+  type CommitEvent,
+  type IngestResult,
+  type Store,
+  type StoreReader,
+} from '../store/types';
 import { SyncScope } from './scope';
+
+/** Who opened a stream or made a call (an authenticated API key). */
+export interface HubPrincipal {
+  api_key_id: string;
+  role: string;
+  name: string;
+  /** Agents the key may serve; empty = any. */
+  agent_ids: string[];
+}
+
+/** What the hub tells the sidecar registry (receipts, listing, id bindings). */
+export interface HubRegistry {
+  /** Binds sidecar ids to the key; throws PERMISSION_DENIED for an id another key holds. */
+  claim(ids: readonly string[], apiKeyId: string): Promise<void>;
+  connected(s: {
+    sidecar_id: string;
+    api_key_id: string;
+    agent_ids: string[];
+    applied_revision: number;
+    version: string;
+  }): void;
+  applied(sidecarId: string, revision: number): void;
+  contact(sidecarId: string): void;
+  policies(sidecarId: string, policyIds: string[]): void;
+  disconnected(sidecarId: string): void;
+}
+
+/** Ids no sidecar may use: the control plane's own chain sources. */
+export function isReservedSource(id: string): boolean {
+  return id === 'control-plane' || id.startsWith('control-plane:');
+}
 
 /** What the hub needs from the control plane (kept narrow so sync/ does not depend on control-plane/). */
 export interface HubDeps {
   store: Store;
-  authenticate(
-    authorization: string | undefined,
-  ): Promise<{ role: string; name: string; agent_ids: string[] }>;
-  /** Creates the approval a sidecar's APPROVAL_REQUIRED decision announced, or consumes one it used. */
-  onSidecarDecisions(records: AuditRecord[]): Promise<void>;
+  authenticate(authorization: string | undefined): Promise<HubPrincipal>;
+  registry: HubRegistry;
+  /** The approval owner: the only way a sidecar changes approval state. */
+  approvals: {
+    request(i: ApprovalRequestInput): Promise<Approval>;
+    consume(i: ConsumeInput): Promise<ConsumeResult>;
+  };
+  /** The budget ledger. */
+  budgets: {
+    lease(r: LeaseRequest): Promise<LeaseGrant>;
+    release(rs: readonly LeaseReturn[]): Promise<number>;
+  };
   logger: Logger;
   clock: Clock;
 }
@@ -64,6 +125,8 @@ export interface HubMetrics {
   connected: number;
   snapshotsSent: number;
   auditRecordsStored: number;
+  auditBatchesRejected: number;
+  auditChainGaps: number;
 }
 
 type Call = grpc.ServerDuplexStream<SyncRequest, SyncResponse>;
@@ -71,7 +134,13 @@ type Call = grpc.ServerDuplexStream<SyncRequest, SyncResponse>;
 export class SyncHub {
   private readonly sessions = new Set<Session>();
   private readonly allScopeCache = new WeakMap<CommitEvent, Buffer>();
-  readonly metrics: HubMetrics = { connected: 0, snapshotsSent: 0, auditRecordsStored: 0 };
+  readonly metrics: HubMetrics = {
+    connected: 0,
+    snapshotsSent: 0,
+    auditRecordsStored: 0,
+    auditBatchesRejected: 0,
+    auditChainGaps: 0,
+  };
   /** Called whenever a sidecar reports an applied revision (benchmarks, metrics). */
   onApplied: ((sidecarId: string, revision: number) => void) | undefined;
 
@@ -81,14 +150,85 @@ export class SyncHub {
   ) {}
 
   addTo(server: grpc.Server): void {
-    const unimplemented = (_call: unknown, cb: grpc.sendUnaryData<never>) =>
-      cb({ code: grpc.status.UNIMPLEMENTED, details: 'not yet' });
+    const { approvals, budgets } = this.deps;
     const impl: SyncServiceServer = {
       sync: (call) => void this.open(call),
-      requestApproval: unimplemented,
-      consumeApproval: unimplemented,
-      leaseBudget: unimplemented,
-      releaseBudget: unimplemented,
+      requestApproval: this.unary(async (r, who) => {
+        this.inScope(who, r.agent_id);
+        // The same bounds as a check's fields (the context is what an approver is shown).
+        const input = parseCheckRequest({
+          token: 'act_', // not judged here: the request names its token by id
+          action: r.action,
+          resource: r.resource,
+          context: r.context ?? {},
+        });
+        if (!isId(r.token_id, 'tok')) throw invalid('token_id', 'token_id must be a "tok_..." id');
+        if (!isId(r.audit_id, 'audit')) throw invalid('audit_id', 'audit_id must be an "audit_..." id');
+        checkSourceName(r.source, 'source');
+        return approvals.request({
+          source: r.source,
+          auditId: r.audit_id,
+          agentId: r.agent_id,
+          tokenId: r.token_id,
+          action: input.action,
+          resource: input.resource,
+          context: input.context,
+          policyId: bounded(r.policy_id, 'policy_id', 80),
+          rule: bounded(r.rule, 'rule', 4096),
+        });
+      }),
+      consumeApproval: this.unary(async (r, who) => {
+        this.inScope(who, r.agent_id);
+        if (!isId(r.approval_id, 'approval'))
+          throw invalid('approval_id', 'approval_id must be an "approval_..." id');
+        checkSourceName(r.source, 'source');
+        const out = await approvals.consume({
+          approvalId: r.approval_id,
+          agentId: r.agent_id,
+          tokenId: bounded(r.token_id, 'token_id', 80),
+          action: bounded(r.action, 'action', 256),
+          resource: bounded(r.resource, 'resource', 1024),
+          requestHash: bounded(r.request_hash, 'request_hash', 64),
+          source: r.source,
+          auditId: bounded(r.audit_id, 'audit_id', 80),
+        });
+        return {
+          consumed: out.consumed,
+          status: out.consumed ? ApprovalStatus.USED : ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED,
+          reason: out.reason,
+        };
+      }),
+      leaseBudget: this.unary(async (r, who) => {
+        this.inScope(who, r.agent_id);
+        if (!isId(r.policy_id, 'policy')) throw invalid('policy_id', 'policy_id must be a "policy_..." id');
+        const kind = r.kind === BudgetKind.DAILY ? 'DAILY' : r.kind === BudgetKind.RATE ? 'RATE' : undefined;
+        if (kind === undefined) throw invalid('kind', 'kind must be DAILY or RATE');
+        const g = await budgets.lease({ agentId: r.agent_id, policyId: r.policy_id, kind, want: r.want });
+        return {
+          lease_id: g.leaseId,
+          granted: g.granted,
+          window: g.window,
+          valid_ms: g.validMs,
+          remaining: g.remaining,
+          retry_after_ms: g.retryAfterMs,
+          limit: g.limit,
+          policy_version: 0,
+        };
+      }),
+      releaseBudget: this.unary(async (r, who) => {
+        if (r.returns.length > 10_000) throw invalid('returns', 'at most 10000 returns per call');
+        for (const x of r.returns) this.inScope(who, x.agent_id);
+        const returned = await budgets.release(
+          r.returns.map((x) => ({
+            leaseId: x.lease_id,
+            agentId: x.agent_id,
+            policyId: x.policy_id,
+            window: x.window,
+            unused: x.unused,
+          })),
+        );
+        return { returned };
+      }),
     };
     // Responses may be handed over already encoded: a commit that goes to every unscoped
     // sidecar is encoded once, not once per stream (1,000 streams = 1,000 encodes otherwise).
@@ -101,6 +241,38 @@ export class SyncHub {
       },
     };
     server.addService(service, impl);
+  }
+
+  /** A unary call: authenticated as for Sync, errors through the one mapper. */
+  private unary<Req, Res>(fn: (req: Req, who: HubPrincipal) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+    return (call, cb) => {
+      void (async () => {
+        try {
+          const who = await this.authorize(call.metadata);
+          cb(null, await fn(call.request, who));
+        } catch (err) {
+          cb(toGrpcError(err, this.deps.logger));
+        }
+      })();
+    };
+  }
+
+  private async authorize(md: grpc.Metadata): Promise<HubPrincipal> {
+    const who = await this.deps.authenticate(md.get('authorization')[0] as string | undefined);
+    if (who.role !== 'sidecar' && who.role !== 'admin') {
+      throw new ActError(
+        'PERMISSION_DENIED',
+        `Sync needs a key with the sidecar role; the key has role ${who.role}`,
+      );
+    }
+    return who;
+  }
+
+  /** A key limited to some agents acts only for them. */
+  private inScope(who: HubPrincipal, agentId: string): void {
+    if (!isId(agentId, 'agent')) throw invalid('agent_id', 'agent_id must be an "agent_..." id');
+    if (who.agent_ids.length > 0 && !who.agent_ids.includes(agentId))
+      throw new ActError('PERMISSION_DENIED', `this key may not act for agent ${agentId}`);
   }
 
   /** The encoded Delta of a commit for unscoped sidecars, made once per commit. */
@@ -133,13 +305,7 @@ export class SyncHub {
   private async open(call: Call): Promise<void> {
     const { logger } = this.deps;
     try {
-      const who = await this.deps.authenticate(call.metadata.get('authorization')[0] as string | undefined);
-      if (who.role !== 'sidecar' && who.role !== 'admin') {
-        throw new ActError(
-          'PERMISSION_DENIED',
-          `Sync needs a key with the sidecar role; the key has role ${who.role}`,
-        );
-      }
+      const who = await this.authorize(call.metadata);
       const hello = await firstMessage(call, 10_000);
       if (who.agent_ids.length > 0) {
         // A key limited to some agents may not sync others (nor all).
@@ -153,7 +319,9 @@ export class SyncHub {
           );
         }
       }
-      const session = new Session(call, hello, this, this.deps, this.config);
+      // A sidecar id (and each earlier id it still ships audit for) belongs to one key.
+      await this.deps.registry.claim([hello.sidecar_id, ...hello.previous_sidecar_ids], who.api_key_id);
+      const session = new Session(call, hello, who, this, this.deps, this.config);
       this.sessions.add(session);
       this.metrics.connected = this.sessions.size;
       call.once('close', () => this.drop(session));
@@ -161,10 +329,8 @@ export class SyncHub {
       call.once('error', () => this.drop(session));
       await session.start();
     } catch (err) {
-      const e = err instanceof ActError ? err : new ActError('INTERNAL', 'sync failed', { cause: err });
-      if (!(err instanceof ActError)) logger.error({ err }, 'sync session failed');
-      else logger.warn({ code: e.code, msg: e.message }, 'sync refused');
-      call.emit('error', { code: GRPC_STATUS[e.code], details: e.message });
+      if (err instanceof ActError) logger.warn({ code: err.code, msg: err.message }, 'sync refused');
+      call.emit('error', toGrpcError(err, logger));
     }
   }
 
@@ -191,13 +357,14 @@ function firstMessage(call: Call, timeoutMs: number): Promise<Hello> {
       if (m.msg?.$case !== 'hello')
         return done(new ActError('INVALID_ARGUMENT', 'the first Sync message must be a Hello'));
       const h = m.msg.value;
-      if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(h.sidecar_id)) {
-        return done(
-          new ActError(
-            'INVALID_ARGUMENT',
-            'hello.sidecar_id must be 1-128 characters of A-Z a-z 0-9 _ . : -',
-          ),
-        );
+      if (h.previous_sidecar_ids.length > 64)
+        return done(new ActError('INVALID_ARGUMENT', 'hello.previous_sidecar_ids may list at most 64 ids'));
+      for (const [i, id] of [h.sidecar_id, ...h.previous_sidecar_ids].entries()) {
+        try {
+          checkSourceName(id, i === 0 ? 'hello.sidecar_id' : `hello.previous_sidecar_ids[${i - 1}]`);
+        } catch (err) {
+          return done(err as Error);
+        }
       }
       if (h.agent_ids.length > 10_000)
         return done(new ActError('INVALID_ARGUMENT', 'hello.agent_ids may list at most 10000 agents'));
@@ -230,15 +397,21 @@ class Session {
   /** Serializes sends so commit events, snapshot chunks and heartbeats keep their order. */
   private chain: Promise<void> = Promise.resolve();
 
+  /** Chain sources this stream may ship records of. */
+  private readonly sources: ReadonlySet<string>;
+  private disposed = false;
+
   constructor(
     private readonly call: Call,
     private readonly hello: Hello,
+    private readonly who: HubPrincipal,
     private readonly hub: SyncHub,
     private readonly deps: HubDeps,
     private readonly config: HubConfig,
   ) {
     this.sidecarId = hello.sidecar_id;
     this.scope = new SyncScope(hello.agent_ids);
+    this.sources = new Set([hello.sidecar_id, ...hello.previous_sidecar_ids]);
   }
 
   async start(): Promise<void> {
@@ -290,6 +463,14 @@ class Session {
       this.config.heartbeatMs,
     );
     this.heartbeat.unref();
+    this.deps.registry.connected({
+      sidecar_id: this.sidecarId,
+      api_key_id: this.who.api_key_id,
+      agent_ids: this.scope.all ? ['*'] : [...this.scope.agents],
+      applied_revision: h.store_id === store.storeId ? h.last_revision : 0,
+      version: h.version.slice(0, 64),
+    });
+    if (!this.scope.all) this.deps.registry.policies(this.sidecarId, [...this.scope.policies]);
     logger.info(
       {
         sidecar_id: this.sidecarId,
@@ -404,6 +585,7 @@ class Session {
         // A new token may bring a policy into a scoped replica.
         const added = this.scope.addToken(k.value);
         if (added.length > 0) {
+          this.deps.registry.policies(this.sidecarId, [...this.scope.policies]);
           const policies = await this.deps.store.read((r) => some<Policy>(r, 'policies', added));
           for (const p of policies) out.push({ kind: { $case: 'policy', value: p } });
         }
@@ -426,12 +608,14 @@ class Session {
   private enqueueIncoming(m: SyncRequest): void {
     const msg = m.msg;
     if (msg === undefined) return;
+    this.deps.registry.contact(this.sidecarId);
     switch (msg.$case) {
       case 'audit_batch':
         // Stored in arrival order; acked only after the durable append.
         this.enqueue(() => this.storeBatch(msg.value.batch_id, msg.value.records));
         break;
       case 'applied':
+        this.deps.registry.applied(this.sidecarId, msg.value.revision);
         this.hub.onApplied?.(this.sidecarId, msg.value.revision);
         break;
       case 'hello':
@@ -440,25 +624,56 @@ class Session {
     }
   }
 
+  /**
+   * Ingests a batch: every record must be about an agent this stream may serve, from a source
+   * the Hello named, and fit its chain (the store checks hash and link atomically). Otherwise the
+   * batch is refused whole with an AuditReject and the stream stays open: the sidecar keeps the
+   * records and retries with backoff. Audit records never change approval state.
+   */
   private async storeBatch(batchId: string, records: AuditRecord[]): Promise<void> {
-    if (records.length > this.config.maxAuditBatch) {
-      return this.close(
-        grpc.status.INVALID_ARGUMENT,
-        `audit batch larger than ${this.config.maxAuditBatch} records`,
+    const reject = async (reason: string, auditId = '') => {
+      this.hub.metrics.auditBatchesRejected++;
+      this.deps.logger.warn(
+        { sidecar_id: this.sidecarId, batch_id: batchId.slice(0, 128), audit_id: auditId, reason },
+        'audit batch refused',
       );
-    }
+      await this.write({
+        msg: { $case: 'audit_reject', value: { batch_id: batchId, reason, audit_id: auditId } },
+      });
+    };
+    if (records.length > this.config.maxAuditBatch)
+      return reject(`audit batch larger than ${this.config.maxAuditBatch} records`);
+    const keyAgents = this.who.agent_ids.length > 0 ? new Set(this.who.agent_ids) : undefined;
     for (const r of records) {
-      if (r.source !== this.sidecarId || !isId(r.audit_id, 'audit')) {
-        return this.close(
-          grpc.status.INVALID_ARGUMENT,
-          `audit record ${r.audit_id.slice(0, 80)} is not from sidecar ${this.sidecarId}`,
+      const id = String(r.audit_id).slice(0, 80);
+      if (!isId(r.audit_id, 'audit')) return reject(`record ${id}: audit_id is not an "audit_..." id`, id);
+      if (!this.sources.has(r.source))
+        return reject(
+          `record ${id}: source ${JSON.stringify(r.source.slice(0, 130))} is not this stream's sidecar id (or an earlier id named in its Hello)`,
+          id,
         );
-      }
+      // Records about no agent (an unreadable token) are allowed; any other agent must be in scope.
+      if (
+        r.agent_id !== '' &&
+        ((keyAgents !== undefined && !keyAgents.has(r.agent_id)) || !this.scope.hasAgent(r.agent_id))
+      )
+        return reject(`record ${id}: agent ${r.agent_id.slice(0, 80)} is outside this sidecar's scope`, id);
     }
-    const stored = await this.deps.store.audit.append(records);
-    this.hub.metrics.auditRecordsStored += stored;
-    await this.deps.onSidecarDecisions(records);
-    await this.write({ msg: { $case: 'audit_ack', value: { batch_id: batchId, stored } } });
+    let result: IngestResult;
+    try {
+      result = await this.deps.store.audit.ingest(records);
+    } catch (err) {
+      if (err instanceof ChainViolation) return reject(err.message, err.auditId.slice(0, 80));
+      throw err;
+    }
+    this.hub.metrics.auditRecordsStored += result.stored;
+    this.hub.metrics.auditChainGaps += result.gaps;
+    if (result.gaps > 0 || result.restarts > 0)
+      this.deps.logger.warn(
+        { sidecar_id: this.sidecarId, gaps: result.gaps, restarts: result.restarts },
+        'audit chain gap or restart accepted (records lost, or a new spool under an old id, upstream)',
+      );
+    await this.write({ msg: { $case: 'audit_ack', value: { batch_id: batchId, stored: result.stored } } });
   }
 
   private write(m: SyncResponse | Buffer): Promise<void> {
@@ -484,18 +699,15 @@ class Session {
   }
 
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
     this.unsubscribe?.();
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.live) this.deps.registry.disconnected(this.sidecarId);
   }
 }
 
-interface TokenRow {
-  token_id: string;
-  agent_id: string;
-  policy_ids: string[];
-  expires_at_ms: number;
-  revoked_at_ms: number;
-}
+type TokenRow = Pick<TokenRecord, 'token_id' | 'agent_id' | 'policy_ids' | 'expires_at_ms' | 'revoked_at_ms'>;
 
 async function all<T>(
   r: StoreReader,
@@ -538,4 +750,21 @@ async function tokensOf(r: StoreReader, agentId: string, liveAt: number): Promis
     if (rows.length < 1000) return out;
     after = rows[rows.length - 1]!.key;
   }
+}
+
+/** A sidecar id / chain source: 1-128 of A-Z a-z 0-9 _ . : -, and not a reserved id. */
+function checkSourceName(id: string, field: string): void {
+  if (typeof id !== 'string' || !/^[A-Za-z0-9_.:-]{1,128}$/.test(id))
+    throw new ActError('INVALID_ARGUMENT', `${field} must be 1-128 characters of A-Z a-z 0-9 _ . : -`);
+  if (isReservedSource(id))
+    throw new ActError(
+      'PERMISSION_DENIED',
+      `${field} ${JSON.stringify(id)} is reserved for the control plane's own audit chain`,
+    );
+}
+
+function bounded(v: string, field: string, max: number): string {
+  if (typeof v !== 'string' || v.length > max)
+    throw invalid(field, `${field} must be at most ${max} characters`);
+  return v;
 }

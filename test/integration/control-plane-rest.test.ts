@@ -334,7 +334,11 @@ describe('control plane REST API (real process)', function () {
 
       const del = await api('DELETE', `/api/policies/${p.policy_id}`);
       assert.equal(del.status, 200, del.text);
-      assert.deepEqual(del.body, { id: p.policy_id, deleted: true });
+      assert.deepEqual(del.body, { id: p.policy_id, deleted: true, revision: del.body.revision });
+      assert.ok(
+        Number.isInteger(del.body.revision) && del.body.revision > 0,
+        'the deletion names its revision',
+      );
       assert.equal((await api('GET', `/api/policies/${p.policy_id}`)).status, 404);
       const gone = await check(tok.token, 'read:invoice');
       assert.equal(gone.allowed, false);
@@ -1210,7 +1214,7 @@ describe('control plane REST API (real process)', function () {
       assert.equal(p.body.version, 1);
       assert.deepEqual(p.body.capabilities, ['read:x']);
       const a = await api('GET', `/api/agents/${f.agentId}`);
-      assert.equal(a.body.description, '');
+      assert.equal(a.body.description, undefined, 'an unset description is absent, not ""');
       assert.deepEqual(a.body.metadata, {});
       assert.equal((await check(f.token, 'read:x')).allowed, true);
     });
@@ -1269,18 +1273,25 @@ describe('control plane REST API (real process)', function () {
         out.allowed = r.allowed === 'true';
         out.context = JSON.parse(r.context!);
         out.policy_ids = r.policy_ids ? r.policy_ids.split(';') : [];
+        out.details = JSON.parse(r.details!);
+        // Empty cells are fields the record does not set (JSON omits them).
+        for (const k of Object.keys(out)) if (out[k] === '') delete out[k];
         return out;
       });
-      // The CSV has one column per audit field except the structured decision details.
+      // The CSV has one column per audit field, the structured details as JSON.
       const columns = Object.keys(rows[0]!);
-      assert.ok(columns.length >= 19, columns.join(','));
+      assert.ok(columns.length >= 20, columns.join(','));
       for (const r of viaQuery)
         assert.deepEqual(
           Object.keys(r).filter((k) => !columns.includes(k)),
-          ['details'],
+          [],
         );
       const project = (v: any) =>
-        Object.fromEntries(columns.map((c) => [c, c === 'context' ? (v.context ?? {}) : v[c]]));
+        Object.fromEntries(
+          columns
+            .filter((c) => c === 'context' || v[c] !== undefined)
+            .map((c) => [c, c === 'context' ? (v.context ?? {}) : v[c]]),
+        );
       assert.deepEqual(byId(fromCsv), new Map([...want].map(([k, v]) => [k, project(v)])));
       // Oldest first in exports.
       assert.deepEqual(

@@ -77,6 +77,8 @@ function httpsJson(
   });
 }
 
+let probes = 0;
+
 /** Opens a raw Sync stream and returns the first message or the error status. */
 function trySync(
   port: number,
@@ -102,7 +104,8 @@ function trySync(
       msg: {
         $case: 'hello',
         value: {
-          sidecar_id: 'probe',
+          // A sidecar id belongs to the first key that used it: each probe has its own.
+          sidecar_id: `probe-${++probes}`,
           agent_ids: agentIds,
           last_revision: 0,
           store_id: '',

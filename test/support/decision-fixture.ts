@@ -4,6 +4,7 @@
  * Used by the in-process case runner and by bench/decide.bench.ts.
  */
 import type { KeyObject } from 'node:crypto';
+import { requestHash } from '../../src/common/request-hash';
 import { Policy } from '../../src/gen/act/v1/admin';
 import { TokenClaims } from '../../src/gen/act/v1/token';
 import { compilePolicy } from '../../src/policy';
@@ -23,6 +24,8 @@ export interface CaseFile {
     token: string;
     action: string;
     resource: string;
+    /** The context the approval was granted for (default {}); the check must present the same. */
+    context?: Record<string, unknown>;
     expires_at: string;
   }[];
   cases: CaseSpec[];
@@ -128,6 +131,7 @@ export function buildWorld(file: CaseFile): World {
       tokenId: c.token_id,
       action: a.action,
       resource: a.resource,
+      requestHash: requestHash(a.action, a.resource, a.context ?? {}),
       expiresAtMs: Date.parse(a.expires_at),
     });
   }

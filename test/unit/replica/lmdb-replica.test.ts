@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decide, type DecisionRequest } from '../../../src/decision';
+import { decide, InMemoryCounters, type DecisionRequest } from '../../../src/decision';
 import { Agent, AgentStatus, Approval, Policy } from '../../../src/gen/act/v1/admin';
 import { ApprovalStatus } from '../../../src/gen/act/v1/decision';
 import type { Change } from '../../../src/gen/act/v1/sync';
@@ -236,6 +236,7 @@ describe('LmdbReplica', () => {
         tokenId: 'tok_t',
         action: 'create:transaction',
         resource: 'tx_1',
+        requestHash: '',
         expiresAtMs: NOW + 3_600_000,
       });
 
@@ -344,8 +345,8 @@ describe('LmdbReplica', () => {
     });
   });
 
-  describe('counters and restart', () => {
-    it('keeps revision, store id, last contact, entities and counters across a reopen', async () => {
+  describe('restart', () => {
+    it('keeps revision, store id, last contact and entities across a reopen', async () => {
       const { r, dataDir } = openReplica();
       const k = generateSigningKey(NOW);
       await snapshot(r, 7, 'store-x', [agent('agent_a'), policy('policy_p', 4, ['read:doc']), publicKey(k)]);
@@ -353,23 +354,12 @@ describe('LmdbReplica', () => {
       r.touch(NOW);
       r.touch(NOW + 300); // within a second: kept in memory, persisted on close
       assert.equal(r.lastContactMs, NOW + 300);
-      r.applyUsage([
-        { kind: 'rate', key: 'rate:agent_a:policy_p', tat: NOW + 60_000, periodMs: 60_000 },
-        { kind: 'daily', key: 'daily:agent_a:policy_p', day: '2026-03-02', expiresAtMs: NOW + DAY },
-      ]);
-      r.applyUsage([
-        { kind: 'daily', key: 'daily:agent_a:policy_p', day: '2026-03-02', expiresAtMs: NOW + DAY },
-      ]);
-      assert.equal(r.dailyCount('daily:agent_a:policy_p', '2026-03-02'), 2);
       await r.close();
 
       const { r: again } = openReplica(dataDir);
       assert.equal(again.revision, 8);
       assert.equal(again.storeId, 'store-x');
       assert.equal(again.lastContactMs, NOW + 300);
-      assert.equal(again.rateTat('rate:agent_a:policy_p'), NOW + 60_000);
-      assert.equal(again.dailyCount('daily:agent_a:policy_p', '2026-03-02'), 2);
-      assert.equal(again.dailyCount('daily:agent_a:policy_p', '2026-03-03'), 0);
       assert.ok(again.agent('agent_a'));
       assert.equal(again.policy('policy_p')?.version, 4);
       assert.ok(again.publicKey(k.keyId));
@@ -377,26 +367,6 @@ describe('LmdbReplica', () => {
       // The next delta continues from the persisted revision.
       await again.applyDelta(8, [agent('agent_stale')]);
       assert.equal(again.agent('agent_stale'), undefined);
-    });
-
-    it('prunes expired counters in memory and on disk', async () => {
-      const { r, dataDir } = openReplica();
-      r.applyUsage([
-        { kind: 'rate', key: 'r1', tat: NOW - 1, periodMs: 1000 },
-        { kind: 'rate', key: 'r2', tat: NOW + 1000, periodMs: 1000 },
-        { kind: 'daily', key: 'd1', day: '2026-03-01', expiresAtMs: NOW - 1 },
-        { kind: 'daily', key: 'd2', day: '2026-03-02', expiresAtMs: NOW + DAY },
-      ]);
-      assert.equal(r.pruneCounters(NOW), 2);
-      assert.equal(r.rateTat('r1'), 0);
-      assert.equal(r.rateTat('r2'), NOW + 1000);
-      assert.equal(r.dailyCount('d1', '2026-03-01'), 0);
-      assert.equal(r.stats().counters, 2);
-      await r.close();
-      const { r: again } = openReplica(dataDir);
-      assert.equal(again.stats().counters, 2);
-      assert.equal(again.rateTat('r1'), 0);
-      assert.equal(again.dailyCount('d2', '2026-03-02'), 1);
     });
 
     it('rejects writes after close', async () => {
@@ -412,6 +382,7 @@ describe('LmdbReplica', () => {
     const key = generateSigningKey(NOW - DAY);
     let r: LmdbReplica;
     const verifier = new VerificationCache(100);
+    const counters = new InMemoryCounters();
 
     function token(tokenId: string, agentId: string, policyIds: string[], signer = key): string {
       return signToken(
@@ -430,8 +401,8 @@ describe('LmdbReplica', () => {
     }
     function check(tok: string, action = 'read:customer_profile', context: Record<string, unknown> = {}) {
       const req: DecisionRequest = { token: tok, action, resource: 'cust_1', context };
-      const res = decide(req, { view: r, verifier, counters: r, nowMs: NOW, stale: false });
-      r.applyUsage(res.usage);
+      const res = decide(req, { view: r, verifier, counters, nowMs: NOW, stale: false });
+      counters.apply(res.usage);
       return res.reasonCode;
     }
 
@@ -474,7 +445,7 @@ describe('LmdbReplica', () => {
       await r.applyDelta(2, [revocation('tok_rev')]);
       assert.equal(check(revoked), 'TOKEN_REVOKED');
 
-      // Two allowed today: the daily maximum is reached (counted in the replica).
+      // Two allowed today: the daily maximum is reached.
       assert.equal(check(token('tok_ok', 'agent_a', ['policy_support'])), 'DAILY_LIMIT_EXCEEDED');
 
       // A delta takes effect on the next check.

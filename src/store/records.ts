@@ -1,6 +1,6 @@
 /** What the control plane keeps in the store's tables (beside the generated Agent/Policy/Approval). */
 
-/** tokens table. Never holds the token string. */
+/** tokens table (the one token row type: hub, scope and services read it). Never holds the token string. */
 export interface TokenRecord {
   token_id: string;
   agent_id: string;
@@ -19,7 +19,7 @@ export interface TokenRecord {
   revoke_reason: string;
 }
 
-/** keys table: the public half; private keys live in a 0600 file (signing-keys.ts). */
+/** keys table: a signing key (control-plane/signing-keys.ts). */
 export interface SigningKeyRecord {
   key_id: string;
   /** Raw Ed25519 public key, base64url. */
@@ -27,6 +27,8 @@ export interface SigningKeyRecord {
   created_at_ms: number;
   /** Latest expiry of any token signed with this key. */
   max_token_expiry_ms: number;
+  /** The PKCS8 PEM private key sealed under the key-encryption key (never sent to sidecars). */
+  private_key_sealed?: string;
 }
 
 export type RoleName = 'admin' | 'approver' | 'auditor' | 'sidecar';
