@@ -99,7 +99,9 @@ export function parseAction(s: string): Action | undefined {
 
 /**
  * Whether `cap` grants `action` on `resource`. A capability without a pattern matches
- * any resource (also ''); one with a pattern never matches the empty resource.
+ * any resource (also ''); one with a pattern never matches the empty resource. Time is
+ * linear in the resource's length (glob.ts). Dot segments are not this function's
+ * concern: decide() denies them before matching.
  */
 export function capabilityMatches(cap: Capability, action: Action, resource: string): boolean {
   const c = compiled(cap);
@@ -109,8 +111,9 @@ export function capabilityMatches(cap: Capability, action: Action, resource: str
 }
 
 /**
- * Whether everything `inner` grants, `outer` grants too (attenuation check).
- * Conservative: may answer false for some covered pairs, never true wrongly.
+ * Whether everything `inner` grants, `outer` grants too (attenuation check), under the
+ * same glob rules as matching. Conservative: may answer false for some covered pairs,
+ * never true wrongly.
  */
 export function capabilityCovers(outer: Capability, inner: Capability): boolean {
   if (!globCovers(outer.verb, inner.verb, false) || !globCovers(outer.type, inner.type, false)) return false;

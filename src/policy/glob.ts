@@ -1,36 +1,42 @@
-/**
- * Globs for capability parts, matched in time linear in the input: common shapes take a
- * fast path (exact, prefix, suffix, one star, any); the rest run as an NFA simulated over
- * the input once (O(n·m) for an input of n and a pattern of m ≤ 256 chars, no
- * backtracking). A backtracking RegExp took seconds on `*_*_*_*.pdf` against a few
- * hundred `_`s, and the event loop waited with it.
- *
- * Path convention (resource patterns): `*` matches any run of characters within one
- * `/`-separated segment (never a `/`); `**` (two or more `*`) matches any run, `/`
- * included. A `**` that is a whole segment before a `/` (`**` + `/` at the start, or
- * `/` + `**` + `/` inside) may also match no segment at all: `a/**` + `/b` matches
- * `a/b`, and `**` + `/b` matches `b`. A trailing `/**` needs the `/`: `a/**` matches
- * `a/` and everything under it, not `a`.
- *
- * Verb and type parts never contain `/` (actions are validated), so they compile with
- * `paths = false`: every run of `*` matches any run of characters, as it always did.
- */
+// Globs for capability parts, matched in time linear in the input: common shapes take a
+// fast path (exact, prefix, suffix, one star, any); the rest run as an NFA simulated over
+// the input once (O(n·m) for an input of n and a pattern of m ≤ 256 chars, no
+// backtracking). A backtracking RegExp took seconds on `*_*_*_*.pdf` against a few
+// hundred `_`s, and the event loop waited with it.
+//
+// Path convention (resource patterns): `*` matches any run of characters within one
+// `/`-separated segment (never a `/`); `**` (two or more `*`) matches any run, `/`
+// included. A `**` that is a whole segment followed by `/` may also match no segment at
+// all: `a/**/b` matches `a/b`, `**/b` matches `b`. A trailing `/**` needs the `/`: `a/**`
+// matches `a/` and everything under it, not `a`.
+//
+// Verb and type parts never contain `/` (actions are validated), so they compile with
+// `paths = false`: every run of `*` matches any run of characters, as it always did.
 
 // Token kinds, shared by the tokenizer, the NFA and the coverage check.
-const LIT = 0;
-const STAR = 1; // [^/]*
-const GLOBSTAR = 2; // .*
-const GSEG = 3; // (.*/)? — a whole-segment `**` followed by `/`
+// (const enums: inlined as literals; module-level consts cost a context load per use.)
+const enum Tok {
+  LIT,
+  STAR, // [^/]*
+  GLOBSTAR, // .*
+  GSEG, // (.*/)? — a whole-segment `**` followed by `/`
+}
 
 // NFA state kinds. A GSEG becomes ENTRY (epsilon to BODY and past it) + BODY (.*, leaves on '/').
-const N_LIT = 0;
-const N_STAR = 1;
-const N_GLOBSTAR = 2;
-const N_ENTRY = 3;
-const N_BODY = 4;
-const N_ACCEPT = 5;
+const enum N {
+  LIT,
+  STAR,
+  GLOBSTAR,
+  ENTRY,
+  BODY,
+  ACCEPT,
+}
 
-const SLASH = 47;
+const enum C {
+  SLASH = 47,
+  STAR = 42,
+  DOT = 46,
+}
 
 interface Token {
   kind: number;
@@ -43,21 +49,22 @@ function tokenize(g: string, paths: boolean): Token[] {
   let i = 0;
   while (i < g.length) {
     const c = g.charCodeAt(i);
-    if (c !== 42) {
-      out.push({ kind: LIT, code: c });
+    if (c !== C.STAR) {
+      out.push({ kind: Tok.LIT, code: c });
       i++;
       continue;
     }
     let e = i;
-    while (e < g.length && g.charCodeAt(e) === 42) e++;
-    if (!paths) out.push({ kind: GLOBSTAR, code: 0 });
-    else if (e - i === 1) out.push({ kind: STAR, code: 0 });
+    while (e < g.length && g.charCodeAt(e) === C.STAR) e++;
+    if (!paths) out.push({ kind: Tok.GLOBSTAR, code: 0 });
+    else if (e - i === 1) out.push({ kind: Tok.STAR, code: 0 });
     else {
-      const whole = (i === 0 || g.charCodeAt(i - 1) === SLASH) && e < g.length && g.charCodeAt(e) === SLASH;
+      const whole =
+        (i === 0 || g.charCodeAt(i - 1) === C.SLASH) && e < g.length && g.charCodeAt(e) === C.SLASH;
       if (whole) {
-        out.push({ kind: GSEG, code: 0 });
+        out.push({ kind: Tok.GSEG, code: 0 });
         e++; // the '/' belongs to the GSEG
-      } else out.push({ kind: GLOBSTAR, code: 0 });
+      } else out.push({ kind: Tok.GLOBSTAR, code: 0 });
     }
     i = e;
   }
@@ -80,47 +87,52 @@ class Nfa {
   readonly code: Uint16Array;
   /** The accepting state. */
   readonly accept: number;
-  private cur: Int32Array;
-  private next: Int32Array;
-  private readonly mark: Int32Array;
+  // Scratch for run(), allocated on first use (most globs take a fast path or the bits).
+  private cur: Int32Array | undefined;
+  private next: Int32Array | undefined;
+  private mark: Int32Array | undefined;
   private gen = 0;
 
   constructor(tokens: readonly Token[]) {
     let size = 1;
-    for (const t of tokens) size += t.kind === GSEG ? 2 : 1;
+    for (const t of tokens) size += t.kind === Tok.GSEG ? 2 : 1;
     this.kind = new Uint8Array(size);
     this.code = new Uint16Array(size);
     let s = 0;
     for (const t of tokens) {
-      if (t.kind === GSEG) {
-        this.kind[s++] = N_ENTRY;
-        this.kind[s++] = N_BODY;
+      if (t.kind === Tok.GSEG) {
+        this.kind[s++] = N.ENTRY;
+        this.kind[s++] = N.BODY;
       } else {
-        this.kind[s] = t.kind === LIT ? N_LIT : t.kind === STAR ? N_STAR : N_GLOBSTAR;
+        this.kind[s] = t.kind === Tok.LIT ? N.LIT : t.kind === Tok.STAR ? N.STAR : N.GLOBSTAR;
         this.code[s++] = t.code;
       }
     }
-    this.kind[s] = N_ACCEPT;
+    this.kind[s] = N.ACCEPT;
     this.accept = s;
-    this.cur = new Int32Array(size);
-    this.next = new Int32Array(size);
-    this.mark = new Int32Array(size);
   }
 
   /**
    * Adds `state` and the states its epsilon moves reach (forward only, so no cycles) to
    * `list` unless already there in this generation. Returns the new length.
    */
-  private add(list: Int32Array, len: number, state: number, gen: number, stats?: Stats): number {
-    const { kind, mark } = this;
+  private add(
+    list: Int32Array,
+    mark: Int32Array,
+    len: number,
+    state: number,
+    gen: number,
+    stats?: Stats,
+  ): number {
+    const kind = this.kind;
     for (;;) {
       if (mark[state] === gen) return len;
       mark[state] = gen;
       list[len++] = state;
       if (stats !== undefined) stats.steps++;
       const k = kind[state];
-      if (k === N_STAR || k === N_GLOBSTAR) state++;
-      else if (k === N_ENTRY) {
+      if (k === N.STAR || k === N.GLOBSTAR) state++;
+      else if (k === N.ENTRY) {
         if (mark[state + 1] !== gen) {
           mark[state + 1] = gen;
           list[len++] = state + 1; // BODY: no epsilon moves of its own
@@ -137,14 +149,16 @@ class Nfa {
    */
   run(s: string, from: number, to: number, start: number, end: number, stats?: Stats): boolean {
     const { kind, code } = this;
+    const size = this.accept + 1;
+    const mark = (this.mark ??= new Int32Array(size));
+    let cur = (this.cur ??= new Int32Array(size));
+    let next = (this.next ??= new Int32Array(size));
     if (this.gen > 0x3fffffff - (to - from) - 2) {
-      this.mark.fill(0);
+      mark.fill(0);
       this.gen = 0;
     }
     let gen = ++this.gen;
-    let cur = this.cur;
-    let next = this.next;
-    let curLen = this.add(cur, 0, start, gen, stats);
+    let curLen = this.add(cur, mark, 0, start, gen, stats);
     for (let j = from; j < to; j++) {
       const c = s.charCodeAt(j);
       gen = ++this.gen;
@@ -153,18 +167,18 @@ class Nfa {
         const st = cur[x]!;
         if (stats !== undefined) stats.steps++;
         switch (kind[st]) {
-          case N_LIT:
-            if (code[st] === c) nextLen = this.add(next, nextLen, st + 1, gen, stats);
+          case N.LIT:
+            if (code[st] === c) nextLen = this.add(next, mark, nextLen, st + 1, gen, stats);
             break;
-          case N_STAR:
-            if (c !== SLASH) nextLen = this.add(next, nextLen, st, gen, stats);
+          case N.STAR:
+            if (c !== C.SLASH) nextLen = this.add(next, mark, nextLen, st, gen, stats);
             break;
-          case N_GLOBSTAR:
-            nextLen = this.add(next, nextLen, st, gen, stats);
+          case N.GLOBSTAR:
+            nextLen = this.add(next, mark, nextLen, st, gen, stats);
             break;
-          case N_BODY:
-            nextLen = this.add(next, nextLen, st, gen, stats);
-            if (c === SLASH) nextLen = this.add(next, nextLen, st + 1, gen, stats);
+          case N.BODY:
+            nextLen = this.add(next, mark, nextLen, st, gen, stats);
+            if (c === C.SLASH) nextLen = this.add(next, mark, nextLen, st + 1, gen, stats);
             break;
           default: // ENTRY consumes nothing; ACCEPT has no moves
         }
@@ -176,25 +190,26 @@ class Nfa {
       curLen = nextLen;
     }
     // `mark` holds the generation of the list in `cur`.
-    return this.mark[end] === gen;
+    return mark[end] === gen;
   }
 }
 
 /**
  * The same NFA over states [from, to] as bits of one 32-bit word (bit b = state from+b),
- * for middles of up to 31 states with ASCII literals (every pattern the grammar allows
- * up to that size): a character costs a few word operations instead of a visit per
- * live state.
+ * for middles of up to 31 states: a character costs a few word operations instead of a
+ * visit per live state.
  */
 class Bits {
-  private readonly lit = new Int32Array(128); // per char: the LIT states it advances
+  // Per char code (from `low`): the LIT states that char advances. Only the span of the
+  // middle's own literals is kept: usually a few entries, often none.
+  private readonly lit: number[] = [];
+  private readonly low: number;
   private readonly stay: number; // states that consume any char but '/' and stay
   private readonly staySlash: number; // states that consume '/' and stay
   private readonly body: number; // BODY states (leave on '/')
   private readonly eps1: number; // states with an epsilon move to the next state
   private readonly eps2: number; // ENTRY: an epsilon move past its BODY
   private readonly all: number;
-  private readonly start: number;
   private readonly end: number;
 
   constructor(nfa: Nfa, from: number, to: number) {
@@ -203,21 +218,30 @@ class Bits {
     let body = 0;
     let eps1 = 0;
     let eps2 = 0;
+    let low = 0xffff;
+    let high = -1;
+    for (let st = from; st < to; st++) {
+      if (nfa.kind[st] !== N.LIT) continue;
+      low = Math.min(low, nfa.code[st]!);
+      high = Math.max(high, nfa.code[st]!);
+    }
+    this.low = low;
+    for (let c = low; c <= high; c++) this.lit.push(0);
     for (let st = from; st < to; st++) {
       const bit = 1 << (st - from);
       const k = nfa.kind[st];
-      if (k === N_LIT) this.lit[nfa.code[st]!]! |= bit;
-      else if (k === N_STAR) {
+      if (k === N.LIT) this.lit[nfa.code[st]! - low]! |= bit;
+      else if (k === N.STAR) {
         stay |= bit;
         eps1 |= bit;
-      } else if (k === N_GLOBSTAR) {
+      } else if (k === N.GLOBSTAR) {
         stay |= bit;
         staySlash |= bit;
         eps1 |= bit;
-      } else if (k === N_ENTRY) {
+      } else if (k === N.ENTRY) {
         eps1 |= bit;
         eps2 |= bit;
-      } else if (k === N_BODY) {
+      } else if (k === N.BODY) {
         stay |= bit;
         staySlash |= bit;
         body |= bit;
@@ -229,15 +253,12 @@ class Bits {
     this.eps1 = eps1;
     this.eps2 = eps2;
     this.all = (1 << (to - from + 1)) - 1;
-    this.start = 1;
     this.end = 1 << (to - from);
   }
 
-  /** Whether it fits: at most 31 states, ASCII literals. */
-  static fits(nfa: Nfa, from: number, to: number): boolean {
-    if (to - from + 1 > 31) return false;
-    for (let st = from; st < to; st++) if (nfa.kind[st] === N_LIT && nfa.code[st]! >= 128) return false;
-    return true;
+  /** Whether it fits: at most 31 states. */
+  static fits(from: number, to: number): boolean {
+    return to - from + 1 <= 31;
   }
 
   private close(d: number, stats?: Stats): number {
@@ -251,13 +272,15 @@ class Bits {
 
   /** Runs over `s[from, to)`: one word step per character, plus the epsilon closure. */
   run(s: string, from: number, to: number, stats?: Stats): boolean {
-    const { lit, stay, staySlash, body } = this;
-    let d = this.close(this.start, stats);
+    const { lit, low, stay, staySlash, body } = this;
+    const span = lit.length;
+    let d = this.close(1, stats);
     for (let j = from; j < to; j++) {
       const c = s.charCodeAt(j);
       if (stats !== undefined) stats.steps++;
-      const l = c < 128 ? lit[c]! : 0;
-      d = c === SLASH ? ((d & l) << 1) | (d & staySlash) | ((d & body) << 1) : ((d & l) << 1) | (d & stay);
+      const at = c - low;
+      const l = at >= 0 && at < span ? lit[at]! : 0;
+      d = c === C.SLASH ? ((d & l) << 1) | (d & staySlash) | ((d & body) << 1) : ((d & l) << 1) | (d & stay);
       if (d === 0) return false;
       d = this.close(d, stats);
     }
@@ -265,20 +288,22 @@ class Bits {
   }
 }
 
-/** Work done by one NFA run, for tests and benches: one step per state visited. */
+/** Work done by one run, for tests and benches: a state visited, or a word step of the bits. */
 export interface Stats {
   steps: number;
 }
 
 // Glob kinds: fast paths for the common shapes, the NFA for the rest.
-const K_ANY = 0; // **
-const K_EXACT = 1; // abc
-const K_PREFIX_SEG = 2; // abc*  (also a lone *)
-const K_SUFFIX_SEG = 3; // *abc
-const K_INFIX_SEG = 4; // abc*xyz
-const K_PREFIX_ANY = 5; // abc**
-const K_SUFFIX_ANY = 6; // **abc
-const K_NFA = 7;
+const enum K {
+  ANY, // **
+  EXACT, // abc
+  PREFIX_SEG, // abc*  (also a lone *)
+  SUFFIX_SEG, // *abc
+  INFIX_SEG, // abc*xyz
+  PREFIX_ANY, // abc**
+  SUFFIX_ANY, // **abc
+  NFA,
+}
 
 /** A compiled glob. Build with {@link compileGlob}; match with {@link globMatch}. */
 export interface Glob {
@@ -287,8 +312,11 @@ export interface Glob {
   readonly text: string;
   /** Suffix for the infix kind and the NFA kind. */
   readonly tail: string;
-  /** Always built: the fast paths are checked against it in tests. */
-  readonly nfa: Nfa;
+  /** The pattern and mode it was compiled from (to build the NFA for tests). */
+  readonly source: string;
+  readonly paths: boolean;
+  /** NFA kind, when the middle does not fit in bits: the state-list automaton. */
+  readonly nfa: Nfa | undefined;
   /** NFA kind: the states where the middle (between `text` and `tail`) starts and ends. */
   readonly from: number;
   readonly to: number;
@@ -308,38 +336,39 @@ function literal(tokens: readonly Token[], from: number, to: number): string {
  */
 export function compileGlob(g: string, paths: boolean): Glob {
   const tokens = tokenize(g, paths);
-  const nfa = new Nfa(tokens);
   const wild: number[] = [];
-  for (let i = 0; i < tokens.length; i++) if (tokens[i]!.kind !== LIT) wild.push(i);
+  for (let i = 0; i < tokens.length; i++) if (tokens[i]!.kind !== Tok.LIT) wild.push(i);
   const n = tokens.length;
-  const make = (kind: number, text = '', tail = '', from = 0, to = 0): Glob => ({
-    kind,
-    text,
-    tail,
-    nfa,
-    from,
-    to,
-    bits: kind === K_NFA && Bits.fits(nfa, from, to) ? new Bits(nfa, from, to) : undefined,
-  });
-  if (wild.length === 0) return make(K_EXACT, literal(tokens, 0, n));
+  const make = (kind: number, text = '', tail = '', from = 0, to = 0): Glob => {
+    let nfa = kind === K.NFA ? new Nfa(tokens) : undefined;
+    let bits: Bits | undefined;
+    if (nfa !== undefined && Bits.fits(from, to)) {
+      bits = new Bits(nfa, from, to);
+      nfa = undefined; // the bits replace it
+    }
+    return { kind, text, tail, source: g, paths, nfa, from, to, bits };
+  };
+  if (wild.length === 0) return make(K.EXACT, literal(tokens, 0, n));
   if (wild.length === 1) {
     const w = wild[0]!;
     const k = tokens[w]!.kind;
-    if (k === GLOBSTAR) {
-      if (n === 1) return make(K_ANY);
-      if (w === n - 1) return make(K_PREFIX_ANY, literal(tokens, 0, w));
-      if (w === 0) return make(K_SUFFIX_ANY, literal(tokens, 1, n));
-    } else if (k === STAR) {
-      if (w === n - 1) return make(K_PREFIX_SEG, literal(tokens, 0, w));
-      if (w === 0) return make(K_SUFFIX_SEG, literal(tokens, 1, n));
-      return make(K_INFIX_SEG, literal(tokens, 0, w), literal(tokens, w + 1, n));
+    if (k === Tok.GLOBSTAR) {
+      if (n === 1) return make(K.ANY);
+      if (w === n - 1) return make(K.PREFIX_ANY, literal(tokens, 0, w));
+      if (w === 0) return make(K.SUFFIX_ANY, literal(tokens, 1, n));
+    } else if (k === Tok.STAR) {
+      if (w === n - 1) return make(K.PREFIX_SEG, literal(tokens, 0, w));
+      if (w === 0) return make(K.SUFFIX_SEG, literal(tokens, 1, n));
+      return make(K.INFIX_SEG, literal(tokens, 0, w), literal(tokens, w + 1, n));
     }
   }
   // The literal head and tail are checked with startsWith/endsWith; the NFA runs only
   // over what lies between (in the NFA, state i is token i until the first GSEG).
   const head = wild[0]!;
   const tail = n - 1 - wild[wild.length - 1]!;
-  return make(K_NFA, literal(tokens, 0, head), literal(tokens, n - tail, n), head, nfa.accept - tail);
+  let states = 1;
+  for (const t of tokens) states += t.kind === Tok.GSEG ? 2 : 1;
+  return make(K.NFA, literal(tokens, 0, head), literal(tokens, n - tail, n), head, states - 1 - tail);
 }
 
 /** Whether `s` has no '/' in [from, to). */
@@ -355,32 +384,32 @@ export function globMatch(g: Glob, s: string): boolean {
 
 function matchAs(g: Glob, s: string, stats: Stats | undefined): boolean {
   switch (g.kind) {
-    case K_ANY:
+    case K.ANY:
       return true;
-    case K_EXACT:
+    case K.EXACT:
       return s === g.text;
-    case K_PREFIX_SEG:
+    case K.PREFIX_SEG:
       return s.startsWith(g.text) && noSlash(s, g.text.length, s.length);
-    case K_SUFFIX_SEG: {
+    case K.SUFFIX_SEG: {
       const end = s.length - g.text.length;
       return end >= 0 && s.endsWith(g.text) && noSlash(s, 0, end);
     }
-    case K_INFIX_SEG: {
+    case K.INFIX_SEG: {
       const end = s.length - g.tail.length;
       return (
         end >= g.text.length && s.startsWith(g.text) && s.endsWith(g.tail) && noSlash(s, g.text.length, end)
       );
     }
-    case K_PREFIX_ANY:
+    case K.PREFIX_ANY:
       return s.startsWith(g.text);
-    case K_SUFFIX_ANY:
+    case K.SUFFIX_ANY:
       return s.endsWith(g.text);
     default: {
       const end = s.length - g.tail.length;
       if (end < g.text.length || !s.startsWith(g.text) || !s.endsWith(g.tail)) return false;
       return g.bits !== undefined
         ? g.bits.run(s, g.text.length, end, stats)
-        : g.nfa.run(s, g.text.length, end, g.from, g.to, stats);
+        : g.nfa!.run(s, g.text.length, end, g.from, g.to, stats);
     }
   }
 }
@@ -398,17 +427,23 @@ export function globMatchCounted(
   engine: 'auto' | 'nfa' = 'auto',
 ): { matched: boolean; steps: number } {
   const stats: Stats = { steps: 0 };
-  const matched = engine === 'nfa' ? g.nfa.run(s, 0, s.length, 0, g.nfa.accept, stats) : matchAs(g, s, stats);
+  let matched: boolean;
+  if (engine === 'nfa') {
+    const nfa = new Nfa(tokenize(g.source, g.paths));
+    matched = nfa.run(s, 0, s.length, 0, nfa.accept, stats);
+  } else matched = matchAs(g, s, stats);
   return { matched, steps: stats.steps };
 }
 
 // Inner-pattern node kinds for coverage. A GSEG becomes CHOICE, whose two branches are
 // "empty" (skip to i+3) and "GLOBSTAR then '/'" (the virtual nodes i+1, i+2).
-const I_LIT = 0;
-const I_STAR = 1;
-const I_GLOBSTAR = 2;
-const I_CHOICE = 3;
-const I_END = 4;
+const enum I {
+  LIT,
+  STAR,
+  GLOBSTAR,
+  CHOICE,
+  END,
+}
 
 /**
  * Whether the glob `outer` matches every string the glob `inner` matches (attenuation).
@@ -432,15 +467,15 @@ export function globCovers(outer: string, inner: string, paths: boolean): boolea
   const kinds: number[] = [];
   const codes: number[] = [];
   for (const t of tokenize(inner, paths)) {
-    if (t.kind === GSEG) {
-      kinds.push(I_CHOICE, I_GLOBSTAR, I_LIT);
-      codes.push(0, 0, SLASH);
+    if (t.kind === Tok.GSEG) {
+      kinds.push(I.CHOICE, I.GLOBSTAR, I.LIT);
+      codes.push(0, 0, C.SLASH);
     } else {
-      kinds.push(t.kind === LIT ? I_LIT : t.kind === STAR ? I_STAR : I_GLOBSTAR);
+      kinds.push(t.kind === Tok.LIT ? I.LIT : t.kind === Tok.STAR ? I.STAR : I.GLOBSTAR);
       codes.push(t.code);
     }
   }
-  kinds.push(I_END);
+  kinds.push(I.END);
   codes.push(0);
   const nodes = kinds.length;
 
@@ -457,23 +492,23 @@ export function globCovers(outer: string, inner: string, paths: boolean): boolea
       const k = ok[i]!;
       let v = false;
       // Outer epsilon moves.
-      if (k === N_STAR || k === N_GLOBSTAR) v = c[row + i + 1] === 1;
-      else if (k === N_ENTRY) v = c[row + i + 1] === 1 || c[row + i + 2] === 1;
+      if (k === N.STAR || k === N.GLOBSTAR) v = c[row + i + 1] === 1;
+      else if (k === N.ENTRY) v = c[row + i + 1] === 1 || c[row + i + 2] === 1;
       if (!v) {
-        if (ik === I_END) v = k === N_ACCEPT;
-        else if (ik === I_CHOICE) v = c[(p + 3) * states + i] === 1 && c[nextRow + i] === 1;
-        else if (k === N_LIT) v = ik === I_LIT && icode === oc[i] && c[nextRow + i + 1] === 1;
-        else if (k === N_STAR)
-          v = (ik === I_STAR || (ik === I_LIT && icode !== SLASH)) && c[nextRow + i] === 1;
-        else if (k === N_GLOBSTAR) v = c[nextRow + i] === 1;
-        else if (k === N_BODY) {
-          v = c[nextRow + i] === 1 || (ik === I_LIT && icode === SLASH && chain[nextRow + i + 1] === 1);
+        if (ik === I.END) v = k === N.ACCEPT;
+        else if (ik === I.CHOICE) v = c[(p + 3) * states + i] === 1 && c[nextRow + i] === 1;
+        else if (k === N.LIT) v = ik === I.LIT && icode === oc[i] && c[nextRow + i + 1] === 1;
+        else if (k === N.STAR)
+          v = (ik === I.STAR || (ik === I.LIT && icode !== C.SLASH)) && c[nextRow + i] === 1;
+        else if (k === N.GLOBSTAR) v = c[nextRow + i] === 1;
+        else if (k === N.BODY) {
+          v = c[nextRow + i] === 1 || (ik === I.LIT && icode === C.SLASH && chain[nextRow + i + 1] === 1);
         }
       }
       c[row + i] = v ? 1 : 0;
     }
     for (let i = 0; i < states; i++) {
-      chain[row + i] = c[row + i] === 1 || (ik === I_CHOICE && chain[(p + 3) * states + i] === 1) ? 1 : 0;
+      chain[row + i] = c[row + i] === 1 || (ik === I.CHOICE && chain[(p + 3) * states + i] === 1) ? 1 : 0;
     }
   }
   return c[0] === 1;
@@ -487,10 +522,10 @@ export function globCovers(outer: string, inner: string, paths: boolean): boolea
 export function hasDotSegment(s: string): boolean {
   let i = s.indexOf('.');
   while (i >= 0) {
-    if (i === 0 || s.charCodeAt(i - 1) === SLASH) {
+    if (i === 0 || s.charCodeAt(i - 1) === C.SLASH) {
       let e = i + 1;
-      if (e < s.length && s.charCodeAt(e) === 46) e++;
-      if (e === s.length || s.charCodeAt(e) === SLASH) return true;
+      if (e < s.length && s.charCodeAt(e) === C.DOT) e++;
+      if (e === s.length || s.charCodeAt(e) === C.SLASH) return true;
     }
     i = s.indexOf('.', i + 1);
   }
