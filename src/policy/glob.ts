@@ -252,7 +252,7 @@ class Bits {
     this.body = body;
     this.eps1 = eps1;
     this.eps2 = eps2;
-    this.all = (1 << (to - from + 1)) - 1;
+    this.all = to - from + 1 === 31 ? 0x7fffffff : (1 << (to - from + 1)) - 1;
     this.end = 1 << (to - from);
   }
 

@@ -122,6 +122,28 @@ describe('policy/glob', () => {
         { numRuns: 1500 },
       );
     });
+    it('middles either side of 31 states (one word of bits) agree', () => {
+      for (let k = 14; k <= 17; k++) {
+        for (const p of [
+          'x' + '*a'.repeat(k) + '*y',
+          'x**/' + 'a*/'.repeat(k - 4) + '**/a*y',
+          'x*' + 'a'.repeat(2 * k) + '*y',
+        ]) {
+          const g = compileGlob(p, true);
+          fc.assert(
+            fc.property(filler, skips, input(3), (fill, skip, noise) => {
+              const s = member(p, true, fill, skip);
+              for (const x of [s, s.replace(/a/, noise), s.slice(0, -1) + noise + 'y']) {
+                const want = refGlob(p, x, true);
+                assert.equal(globMatch(g, x), want, `${p} ${JSON.stringify(x)}`);
+                assert.equal(globMatchCounted(g, x, 'nfa').matched, want, `nfa ${p} ${JSON.stringify(x)}`);
+              }
+            }),
+            { numRuns: 100 },
+          );
+        }
+      }
+    });
   });
 
   describe('linear work (counted steps, no clock)', () => {
