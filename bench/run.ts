@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as cel from './cel.bench';
+import * as match from './match.bench';
 import * as decide from './decide.bench';
 import * as store from './store.bench';
 import * as token from './token.bench';
@@ -61,6 +62,12 @@ export const MODULES: BenchModule[] = [
       'Policy hot-path pieces: capability matching, allowed-hours checks, CEL evaluation and compilation. Best of 5 rounds.',
     run: cel.run,
     unit: 'ns/op',
+  },
+  {
+    name: 'match',
+    describe: match.describe,
+    run: match.run,
+    unit: match.unit,
   },
   {
     name: 'store',

@@ -4,7 +4,14 @@
  * first failure wins; deny is the default.
  */
 import { DEFAULT_REASON_TEXT, type DecisionKind, type ReasonCode } from '../common/reasons';
-import { capabilityMatches, dayKey, msUntilNextDay, parseAction, parseCapability } from '../policy';
+import {
+  capabilityMatches,
+  dayKey,
+  hasDotSegment,
+  msUntilNextDay,
+  parseAction,
+  parseCapability,
+} from '../policy';
 import type { Action, Capability, CompiledPolicy, CompiledRule, RuleInput } from '../policy/types';
 import type { TokenClaims } from '../token/types';
 import type {
@@ -65,6 +72,9 @@ export function decide(req: DecisionRequest, deps: DecideDeps): DecisionResult {
   }
   const policyIds = policies.map((p) => p.id);
   if (policies.length === 0) return deny('POLICY_UNKNOWN', claims, policyIds);
+
+  // `public/../secret` must not pass for `public/*`; no pattern ever sees such a resource.
+  if (hasDotSegment(req.resource)) return deny('RESOURCE_PATH_INVALID', claims, policyIds);
 
   const action = parseAction(req.action);
   const missing = { missing_capability: req.action };

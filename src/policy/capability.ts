@@ -1,4 +1,5 @@
 import { invalid } from '../common/errors';
+import { compileGlob, globCovers, globMatch, intern, type Glob } from './glob';
 import type { Action, Capability } from './types';
 
 /** Max length of a verb or resource type. */
@@ -12,58 +13,6 @@ const PART_RE = /^[a-z0-9_.*-]{1,64}$/;
 const PATTERN_RE = /^[A-Za-z0-9_.*/-]{1,256}$/;
 const ACTION_PART_RE = /^[a-z0-9_.-]{1,64}$/;
 
-/**
- * A compiled glob for one part. Kinds avoid RegExp on the common shapes
- * ("*", "exact", "prefix*", "*suffix"); anything else gets one RegExp.
- */
-interface Glob {
-  readonly kind: 0 | 1 | 2 | 3 | 4; // any, exact, prefix, suffix, regex
-  readonly text: string; // literal for exact/prefix/suffix
-  readonly re: RegExp | undefined;
-}
-
-const ANY: Glob = { kind: 0, text: '', re: undefined };
-
-/**
- * Returns an internalized copy of `s`. V8 compares two sliced strings (what `slice` gives
- * for 13+ chars) through a slow runtime path (~20 ns); internalized ones by pointer.
- */
-function intern(s: string): string {
-  const o: Record<string, number> = {};
-  o[s] = 1;
-  return Object.keys(o)[0]!;
-}
-
-function compileGlob(g: string): Glob {
-  const star = g.indexOf('*');
-  if (star < 0) return { kind: 1, text: intern(g), re: undefined };
-  if (/^\*+$/.test(g)) return ANY;
-  const last = g.lastIndexOf('*');
-  if (star === last && last === g.length - 1) return { kind: 2, text: intern(g.slice(0, -1)), re: undefined };
-  if (star === last && star === 0) return { kind: 3, text: intern(g.slice(1)), re: undefined };
-  const src = g
-    .split('*')
-    .map((s) => s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&'))
-    .join('.*');
-  // 's' so that '*' also spans newlines in a resource: no surprise partial matches.
-  return { kind: 4, text: '', re: new RegExp(`^${src}$`, 's') };
-}
-
-function globMatch(g: Glob, s: string): boolean {
-  switch (g.kind) {
-    case 0:
-      return true;
-    case 1:
-      return s === g.text;
-    case 2:
-      return s.startsWith(g.text);
-    case 3:
-      return s.endsWith(g.text);
-    default:
-      return (g.re as RegExp).test(s);
-  }
-}
-
 /** A parsed capability with its globs compiled once. */
 class ParsedCapability implements Capability {
   readonly verbGlob: Glob;
@@ -75,9 +24,9 @@ class ParsedCapability implements Capability {
     readonly type: string,
     readonly pattern: string | undefined,
   ) {
-    this.verbGlob = compileGlob(verb);
-    this.typeGlob = compileGlob(type);
-    this.patternGlob = pattern === undefined ? undefined : compileGlob(pattern);
+    this.verbGlob = compileGlob(verb, false);
+    this.typeGlob = compileGlob(type, false);
+    this.patternGlob = pattern === undefined ? undefined : compileGlob(pattern, true);
   }
 }
 
@@ -98,8 +47,9 @@ const GRAMMAR =
   'must look like "verb:resource_type[:resource_pattern]" (verb and type: 1-64 of [a-z0-9_.-] or *; pattern: 1-256 of [A-Za-z0-9_./-] or *)';
 
 /**
- * Parses "verb:resource_type[:resource_pattern]". `*` in any part matches any run of
- * characters within that part.
+ * Parses "verb:resource_type[:resource_pattern]". In the verb and type `*` matches any
+ * run of characters; in the pattern `*` stays within one `/`-separated segment and `**`
+ * crosses segments (see glob.ts).
  * @throws ActError INVALID_ARGUMENT on `field` when the text does not fit the grammar.
  */
 export function parseCapability(s: string, field = 'capability'): Capability {
@@ -149,7 +99,9 @@ export function parseAction(s: string): Action | undefined {
 
 /**
  * Whether `cap` grants `action` on `resource`. A capability without a pattern matches
- * any resource (also ''); one with a pattern never matches the empty resource.
+ * any resource (also ''); one with a pattern never matches the empty resource. Time is
+ * linear in the resource's length (glob.ts). Dot segments are not this function's
+ * concern: decide() denies them before matching.
  */
 export function capabilityMatches(cap: Capability, action: Action, resource: string): boolean {
   const c = compiled(cap);
@@ -159,40 +111,16 @@ export function capabilityMatches(cap: Capability, action: Action, resource: str
 }
 
 /**
- * Whether the glob `outer` matches every string `inner` matches. Sound, not complete:
- * outer's `*` may absorb any run of inner (stars included); outer's literals must meet
- * equal inner literals. A true answer is always right; a false may be conservative.
- */
-function globCovers(outer: string, inner: string): boolean {
-  const n = outer.length;
-  const m = inner.length;
-  // row[j] = outer[i:] covers inner[j:], computed from the end.
-  let next = new Uint8Array(m + 1);
-  let row = new Uint8Array(m + 1);
-  next[m] = 1;
-  for (let i = n - 1; i >= 0; i--) {
-    const o = outer.charCodeAt(i);
-    row[m] = o === 42 ? next[m]! : 0;
-    for (let j = m - 1; j >= 0; j--) {
-      const c = inner.charCodeAt(j);
-      if (o === 42) row[j] = next[j]! || row[j + 1]! ? 1 : 0;
-      else row[j] = c !== 42 && c === o && next[j + 1]! ? 1 : 0;
-    }
-    [next, row] = [row, next];
-  }
-  return next[0] === 1;
-}
-
-/**
- * Whether everything `inner` grants, `outer` grants too (attenuation check).
- * Conservative: may answer false for some covered pairs, never true wrongly.
+ * Whether everything `inner` grants, `outer` grants too (attenuation check), under the
+ * same glob rules as matching. Conservative: may answer false for some covered pairs,
+ * never true wrongly.
  */
 export function capabilityCovers(outer: Capability, inner: Capability): boolean {
-  if (!globCovers(outer.verb, inner.verb) || !globCovers(outer.type, inner.type)) return false;
+  if (!globCovers(outer.verb, inner.verb, false) || !globCovers(outer.type, inner.type, false)) return false;
   if (outer.pattern === undefined) return true;
   // inner without a pattern also matches '' (and anything), which a pattern never does.
   if (inner.pattern === undefined) return false;
-  return globCovers(outer.pattern, inner.pattern);
+  return globCovers(outer.pattern, inner.pattern, true);
 }
 
 /**

@@ -18,6 +18,7 @@ export {
   parseAction,
   parseCapability,
 } from './capability';
+export { hasDotSegment } from './glob';
 export {
   MAX_COUNT,
   dayKey,

@@ -10,18 +10,14 @@ import {
   type Action,
 } from '../../../src/policy';
 
-/** Naive recursive glob matcher: the reference the compiled matcher must agree with. */
-function naiveGlob(g: string, s: string): boolean {
-  if (g.length === 0) return s.length === 0;
-  if (g[0] === '*') return naiveGlob(g.slice(1), s) || (s.length > 0 && naiveGlob(g, s.slice(1)));
-  return s.length > 0 && s[0] === g[0] && naiveGlob(g.slice(1), s.slice(1));
-}
+import { refGlob } from './glob-reference';
 
+/** The reference semantics: verb and type without path rules, the pattern with them. */
 function naiveMatches(cap: string, action: Action, resource: string): boolean {
   const [verb, type, ...rest] = cap.split(':');
   const pattern = rest.length ? rest.join(':') : undefined;
-  if (!naiveGlob(verb!, action.verb) || !naiveGlob(type!, action.type)) return false;
-  return pattern === undefined || (resource !== '' && naiveGlob(pattern, resource));
+  if (!refGlob(verb!, action.verb, false) || !refGlob(type!, action.type, false)) return false;
+  return pattern === undefined || (resource !== '' && refGlob(pattern, resource, true));
 }
 
 function act(s: string): Action {
@@ -117,8 +113,17 @@ describe('policy/capability', () => {
       ['read:customer_profile:customer_*', 'read:customer_profile', '', false],
       ['read:customer_profile:*', 'read:customer_profile', '', false],
       ['read:customer_profile:*', 'read:customer_profile', 'a', true],
-      ['read:file:/srv/*.csv', 'read:file', '/srv/a/b.csv', true],
+      ['read:file:/srv/*.csv', 'read:file', '/srv/a.csv', true],
+      ['read:file:/srv/*.csv', 'read:file', '/srv/a/b.csv', false],
+      ['read:file:/srv/**.csv', 'read:file', '/srv/a/b.csv', true],
+      ['read:file:/srv/**/*.csv', 'read:file', '/srv/b.csv', true],
       ['read:file:/srv/*.csv', 'read:file', '/srv/a.csvx', false],
+      ['read:file:public/*', 'read:file', 'public/../secret/key', false],
+      // Matching is textual: a `**` spans '..' too. decide() denies dot segments first.
+      ['read:file:public/**', 'read:file', 'public/../secret/key', true],
+      ['read:*', 'read:a', 'x/y', true],
+      ['read:x:*', 'read:x', 'a/b', false],
+      ['read:x:**', 'read:x', 'a/b', true],
       ['read:file:a.b', 'read:file', 'axb', false],
       ['read:x:*eu*', 'read:x', 'cust_eu_1', true],
       ['read:x:*eu*', 'read:x', 'cust_us_1', false],
@@ -140,16 +145,27 @@ describe('policy/capability', () => {
     assert.equal(capabilityMatches(cap, act('read:order'), ''), false);
   });
 
+  it('the hand-found attack: four stars against hundreds of underscores', () => {
+    const cap = parseCapability('read:blob:*_*_*_*.pdf');
+    const a = act('read:blob');
+    for (const n of [560, 600, 1024, 10_000]) {
+      assert.equal(capabilityMatches(cap, a, '_'.repeat(n)), false, `${n} underscores`);
+      assert.equal(capabilityMatches(cap, a, '_'.repeat(n - 4) + '.pdf'), true, `${n - 4} + .pdf`);
+      assert.equal(capabilityMatches(cap, a, '_'.repeat(n - 5) + '/.pdf'), false, `${n - 5} + /.pdf`);
+    }
+  });
+
   const part = fc.stringMatching(/^[ab*]{1,6}$/);
   const word = fc.stringMatching(/^[ab]{1,7}$/);
-  const resource = fc.stringMatching(/^[ab]{0,7}$/);
+  const pathPart = fc.stringMatching(/^[ab/*]{1,7}$/);
+  const resource = fc.stringMatching(/^[ab/]{0,8}$/);
 
   it('property: agrees with a naive glob matcher', () => {
     fc.assert(
       fc.property(
         part,
         part,
-        fc.option(part, { nil: undefined }),
+        fc.option(pathPart, { nil: undefined }),
         word,
         word,
         resource,
@@ -176,6 +192,9 @@ describe('policy/capability', () => {
       ['read:x:a*', 'read:x:ab*'],
       ['read:x:*a*', 'read:x:b*a*c'],
       ['read:x:*', 'read:x:abc'],
+      ['read:file:docs/**', 'read:file:docs/*/x'],
+      ['read:file:docs/**/*.pdf', 'read:file:docs/2024/**/*.pdf'],
+      ['read:*', 'read:**'],
     ];
     const no = [
       ['read:x', 'write:x'],
@@ -184,6 +203,9 @@ describe('policy/capability', () => {
       ['read:x:*', 'read:x'],
       ['read:x:ab*', 'read:x:a*'],
       ['read:x:a', 'read:x:*'],
+      ['read:file:docs/*', 'read:file:docs/**'],
+      ['read:file:docs/*', 'read:file:docs/*/x'],
+      ['read:file:docs/**/*.pdf', 'read:file:docs/**'],
     ];
     for (const [o, i] of yes)
       assert.equal(capabilityCovers(parseCapability(o!), parseCapability(i!)), true, `${o} ⊇ ${i}`);
@@ -194,8 +216,8 @@ describe('policy/capability', () => {
   it('property: covers(a, b) implies every match of b is a match of a', () => {
     fc.assert(
       fc.property(
-        fc.tuple(part, part, fc.option(part, { nil: undefined })),
-        fc.tuple(part, part, fc.option(part, { nil: undefined })),
+        fc.tuple(part, part, fc.option(pathPart, { nil: undefined })),
+        fc.tuple(part, part, fc.option(pathPart, { nil: undefined })),
         fc.array(fc.tuple(word, word, resource), { minLength: 20, maxLength: 40 }),
         (ao, bo, samples) => {
           const a = parseCapability(ao[2] === undefined ? `${ao[0]}:${ao[1]}` : ao.join(':'));
