@@ -12,7 +12,8 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const descriptorSet = path.join(root, 'src/gen/act.binpb');
-const outDir = path.join(root, 'clients/python/act_sdk/_proto');
+// ACT_GEN_PYTHON_OUT: write elsewhere (the SDK test compares a fresh run with the checked-in stubs).
+const outDir = path.resolve(process.env.ACT_GEN_PYTHON_OUT || path.join(root, 'clients/python/act_sdk/_proto'));
 const PROTOC_VERSION = /^libprotoc 3\.21\./;
 const INSTALL = 'apt-get install -y --no-install-recommends protobuf-compiler protobuf-compiler-grpc';
 

@@ -57,7 +57,10 @@ function aptGet(args: string[]): { ok: boolean; output: string } {
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     timeout: 600_000,
   });
-  return { ok: r.status === 0, output: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };
+  return {
+    ok: r.status === 0,
+    output: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? String(r.error) : ''}`,
+  };
 }
 
 /**
@@ -218,7 +221,12 @@ export interface Demo {
  * Resolves once its banner says everything is up.
  */
 export async function startDemo(fx: SidecarFixture, name: string): Promise<Demo> {
-  const [http, grpcPort, scHttp, scGrpc] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [http, grpcPort, scHttp, scGrpc] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   const sidecarHttp = `127.0.0.1:${scHttp}`;
   const sidecarGrpc = `127.0.0.1:${scGrpc}`;
   const child = spawn(process.execPath, [path.join(ROOT, 'scripts/start.js')], {
