@@ -7,7 +7,7 @@
  * Python example run against `npm start` (scripts/start.js).
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { cpSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { DecisionServiceClient } from '../../src/gen/act/v1/decision';
@@ -113,6 +113,49 @@ describe('Python SDK (act_sdk) against a live sidecar', function () {
       world.env,
     );
     assertUnittestPassed(r, 4);
+  });
+
+  it('pyproject.toml builds a wheel (offline) with the stubs, and the installed package checks at the sidecar', async function () {
+    // Built from a copy: setuptools writes build/ and *.egg-info next to pyproject.toml.
+    const src = path.join(fx.dir('py-wheel-src'), 'python');
+    cpSync(PY_DIR, src, { recursive: true, filter: (f) => !f.includes('__pycache__') });
+    const dist = fx.dir('py-wheel-dist');
+    const build = await runProgram(
+      PYTHON,
+      [
+        '-c',
+        'import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))',
+        dist,
+      ],
+      { cwd: src },
+    );
+    assert.equal(build.code, 0, build.stderr);
+    const wheel = build.stdout.trim().split('\n').pop()!;
+    assert.match(wheel, /^act_sdk-0\.1\.0-py3-none-any\.whl$/);
+    // "Install" it the way pip does for a pure-Python wheel: unpack onto a path of its own.
+    const site = fx.dir('py-wheel-site');
+    const unzip = await runProgram(PYTHON, ['-m', 'zipfile', '-e', path.join(dist, wheel), site]);
+    assert.equal(unzip.code, 0, unzip.stderr);
+    const files = (await runProgram(PYTHON, ['-m', 'zipfile', '-l', path.join(dist, wheel)])).stdout;
+    for (const f of [
+      'act_sdk/_proto/decision_pb2.py',
+      'act_sdk/_proto/decision_pb2_grpc.py',
+      'act_sdk/py.typed',
+    ])
+      assert.ok(files.includes(f), `${f} in the wheel:\n${files}`);
+    assert.doesNotMatch(files, /tests\/|examples\//, 'tests and examples stay out of the wheel');
+    const use = await runProgram(
+      PYTHON,
+      [
+        '-c',
+        'import act_sdk, sys; print(act_sdk.__file__); d = act_sdk.ACTClient().check_permission("read:customer_profile"); print(bool(d), d.reason_code)',
+      ],
+      { cwd: site, env: { ...world.env, PYTHONPATH: site, PYTHONDONTWRITEBYTECODE: '1' } },
+    );
+    assert.equal(use.code, 0, use.stderr);
+    const [file, answer] = use.stdout.trim().split('\n');
+    assert.ok(file!.startsWith(site), `imported from the installed copy: ${file}`);
+    assert.equal(answer, 'True GRANTED');
   });
 
   it('no token or key in any process log after the SDK tests', function () {

@@ -25,12 +25,17 @@ export const ROOT = path.resolve(__dirname, '../..');
 /** Debian's python: python3-grpcio and python3-protobuf are visible only to it (not to a pyenv python on PATH). */
 export const PYTHON = '/usr/bin/python3';
 
-/** What the Python SDK needs: the gRPC runtime, and the compilers `npm run gen` makes its stubs with. */
+/**
+ * What the Python SDK needs: the gRPC runtime, the compilers `npm run gen` makes its stubs with,
+ * and setuptools + wheel to build its wheel from pyproject.toml (offline).
+ */
 export const PYTHON_PACKAGES = [
   'python3-grpcio',
   'python3-protobuf',
   'protobuf-compiler',
   'protobuf-compiler-grpc',
+  'python3-setuptools',
+  'python3-wheel',
 ];
 
 /** Mono's C# compiler and runtime with the assemblies the C# SDK references (see TOOLING.md). */
@@ -71,7 +76,8 @@ function aptGet(args: string[]): { ok: boolean; output: string } {
 export function ensureDebianPackages(pkgs: string[]): void {
   const missing = missingPackages(pkgs);
   if (missing.length === 0) return;
-  const install = ['install', '-y', '--no-install-recommends', ...missing];
+  // Another apt-get (a helper, unattended-upgrades) may hold the dpkg lock: wait for it rather than fail.
+  const install = ['-o', 'DPkg::Lock::Timeout=300', 'install', '-y', '--no-install-recommends', ...missing];
   if (process.getuid?.() !== 0) {
     throw new Error(
       `missing Debian packages ${missing.join(' ')}; install them: sudo apt-get ${install.join(' ')}`,
@@ -79,7 +85,7 @@ export function ensureDebianPackages(pkgs: string[]): void {
   }
   let r = aptGet(install);
   if (!r.ok) {
-    aptGet(['update']);
+    aptGet(['-o', 'DPkg::Lock::Timeout=300', 'update']);
     r = aptGet(install);
   }
   const still = missingPackages(pkgs);
