@@ -15,7 +15,7 @@
  * slow): 503. A request the sidecar calls malformed (e.g. a resource over 1 KiB): 400.
  */
 import type { ACTClient } from '../client.js';
-import { httpOutcome, resolve, type DeniedBody } from './http.js';
+import { httpOutcome, resolve } from './http.js';
 
 export type { DeniedBody } from './http.js';
 
@@ -29,7 +29,7 @@ export interface RequestLike {
 
 /** The parts of a response the middleware uses. */
 export interface ResponseLike {
-  status(code: number): { json(body: DeniedBody): unknown };
+  status(code: number): { json(body: any): unknown };
   locals?: Record<string, any>;
 }
 
