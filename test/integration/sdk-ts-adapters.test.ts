@@ -136,10 +136,14 @@ describe('@act-platform/sdk adapters (Express, Fastify, LangChain.js) against a 
           res.json({ ok: true });
         },
       );
-      app.get('/down', actExpress({ client: down, action: 'read:customer_profile' }), (_req, res) => {
-        ran.push('down');
-        res.json({ ok: true });
-      });
+      app.get(
+        '/down/:id',
+        actExpress({ client: down, action: 'read:customer_profile', resource: (req) => req.params.id }),
+        (_req, res) => {
+          ran.push('down');
+          res.json({ ok: true });
+        },
+      );
       app.get(
         '/broken',
         actExpress({ client: act, action: () => undefined as unknown as string }),
@@ -197,7 +201,7 @@ describe('@act-platform/sdk adapters (Express, Fastify, LangChain.js) against a 
 
     it('sidecar unreachable: 503, fail closed; the handler does not run', async function () {
       ran.length = 0;
-      const r = await get(`${url}/down`);
+      const r = await get(`${url}/down/c1`);
       assert.equal(r.status, 503);
       assert.equal(r.body.error, 'Permission check unavailable');
       assert.equal(r.body.reason_code, 'UNAVAILABLE');
@@ -227,10 +231,10 @@ describe('@act-platform/sdk adapters (Express, Fastify, LangChain.js) against a 
       app.get<{ Params: { id: string } }>(
         '/customers/:id',
         {
-          preHandler: actFastify({
+          preHandler: actFastify<{ Params: { id: string } }>({
             client: act,
             action: 'read:customer_profile',
-            resource: (req) => (req.params as { id: string }).id,
+            resource: (req) => req.params.id,
           }),
         },
         async (req) => {
@@ -249,10 +253,10 @@ describe('@act-platform/sdk adapters (Express, Fastify, LangChain.js) against a 
       app.post<{ Body: { amount: number } }>(
         '/transactions',
         {
-          preHandler: actFastify({
+          preHandler: actFastify<{ Body: { amount: number } }>({
             client: billing,
             action: 'create:transaction',
-            context: (req) => ({ amount: (req.body as { amount: number }).amount }),
+            context: (req) => ({ amount: req.body.amount }),
           }),
         },
         async () => {
@@ -308,6 +312,27 @@ describe('@act-platform/sdk adapters (Express, Fastify, LangChain.js) against a 
       assert.equal(r.status, 503);
       assert.equal(r.body.reason_code, 'UNAVAILABLE');
       assert.deepEqual(ran, []);
+    });
+
+    it('as an app-wide hook (addHook): every route is checked', async function () {
+      const wide = Fastify();
+      wide.addHook(
+        'preHandler',
+        actFastify({
+          client: act,
+          action: (req) => (req.method === 'GET' ? 'read:customer_profile' : SEED.deniedAction),
+        }),
+      );
+      wide.get('/a', async () => ({ ok: true }));
+      wide.post('/b', async () => ({ ok: true }));
+      await wide.listen({ port: 0, host: '127.0.0.1' });
+      try {
+        const base = `http://127.0.0.1:${(wide.server.address() as AddressInfo).port}`;
+        assert.equal((await get(`${base}/a`)).status, 200);
+        assert.equal((await post(`${base}/b`, {})).status, 403);
+      } finally {
+        await wide.close();
+      }
     });
   });
 

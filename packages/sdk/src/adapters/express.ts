@@ -25,6 +25,11 @@ export interface RequestLike {
   method?: string | undefined;
   path?: string | undefined;
   url?: string | undefined;
+  /** Loosely typed here; pass your framework's type for precise ones: `actExpress<Request<{ id: string }>>(…)`. */
+  params?: any;
+  query?: any;
+  body?: any;
+  route?: any;
 }
 
 /** The parts of a response the middleware uses. */

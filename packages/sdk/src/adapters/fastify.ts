@@ -14,7 +14,7 @@
  * `approval_id`), 503 when no decision could be made, 400 for a request the sidecar calls malformed.
  * Allowed requests carry the decision as `request.act`.
  */
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest, RouteGenericInterface } from 'fastify';
 import type { ACTClient } from '../client.js';
 import type { Decision } from '../decision.js';
 import { httpOutcome, resolve } from './http.js';
@@ -28,21 +28,22 @@ declare module 'fastify' {
   }
 }
 
-export interface ACTFastifyOptions {
+/** `Route` types the request the resolvers see, as in `app.get<Route>()`: `actFastify<{ Params: { id: string } }>(…)`. */
+export interface ACTFastifyOptions<Route extends RouteGenericInterface = RouteGenericInterface> {
   /** The client (one per process: it holds the channel). */
   client: ACTClient;
   /** The action to check, or a function of the request. */
-  action: string | ((req: FastifyRequest) => string);
+  action: string | ((req: FastifyRequest<Route>) => string);
   /** The resource, e.g. `(req) => req.params.id`. Default: none. */
-  resource?: string | ((req: FastifyRequest) => string | undefined);
+  resource?: string | ((req: FastifyRequest<Route>) => string | undefined);
   /** The context. Default: `{ ip, method, path }` of the request. */
-  context?: Record<string, unknown> | ((req: FastifyRequest) => Record<string, unknown> | undefined);
+  context?: Record<string, unknown> | ((req: FastifyRequest<Route>) => Record<string, unknown> | undefined);
 }
 
 /** Builds the hook. A resolver that throws, or returns a malformed request, becomes a 500 via Fastify. */
-export function actFastify(
-  options: ACTFastifyOptions,
-): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined> {
+export function actFastify<Route extends RouteGenericInterface = RouteGenericInterface>(
+  options: ACTFastifyOptions<Route>,
+): (request: FastifyRequest<Route>, reply: FastifyReply) => Promise<FastifyReply | undefined> {
   const { client, action, resource, context } = options;
   if (!client || typeof client.check !== 'function')
     throw new TypeError('actFastify() needs { client: ACTClient }');
