@@ -256,4 +256,8 @@ describe('@act-platform/sdk ACTClient against a live sidecar', function () {
     ] as Promise<unknown>[])
       await assert.rejects(p, ACTUnavailableError);
   });
+
+  it('the token (sent in the request and as the bearer) appears in no log line of either process', function () {
+    fx.assertNoSecretsInLogs(cp.adminKey);
+  });
 });
