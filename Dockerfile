@@ -10,6 +10,8 @@ ARG NODE_IMAGE=docker.io/library/node:20.20-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
+# The SDK is an npm workspace built with the rest (`npm run build`); the image does not ship it.
+COPY packages/sdk ./packages/sdk
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src

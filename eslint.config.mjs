@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['src/gen/**', 'dist/**', 'node_modules/**'] },
+  { ignores: ['src/gen/**', 'dist/**', 'node_modules/**', 'packages/sdk/src/gen/**', 'packages/sdk/dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
