@@ -108,6 +108,10 @@ export async function* waitForApproval(w: ApprovalWatch, req: WaitRequest): Asyn
       const timedOut =
         now >= deadline ||
         (a === undefined && now >= Math.min(deadline, deadline - req.timeoutMs + UNKNOWN_GRACE_MS));
+      if (a === undefined && timedOut)
+        throw new ActError('NOT_FOUND', `approval ${req.approvalId} is unknown here`, {
+          field: 'approval_id',
+        });
       const u = update(req.approvalId, a, now, timedOut);
       const key = `${u.status}|${u.decided}`;
       if (key !== last || timedOut || now - lastSent >= REPEAT_MS) {

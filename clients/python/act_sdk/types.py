@@ -33,10 +33,10 @@ class DecisionDetails:
     retry_after_ms: int = 0
     #: Start of the next allowed window, RFC 3339 (OUTSIDE_ALLOWED_HOURS).
     next_allowed_at: Optional[str] = None
-    #: Actions left today under the tightest daily maximum; -1 when unlimited.
-    remaining_daily_budget: int = -1
-    #: Actions left in the current rate-limit window; -1 when unlimited.
-    remaining_rate: int = -1
+    #: Actions left today under the deciding policy's daily maximum; None when it has none.
+    remaining_daily_budget: Optional[int] = None
+    #: Actions left in the current rate-limit window; None when there is no rate limit.
+    remaining_rate: Optional[int] = None
     #: The policy whose rule produced the decision, if any.
     policy_id: Optional[str] = None
     #: The failing CEL condition or matching approval rule, if any.
@@ -48,8 +48,10 @@ class DecisionDetails:
             missing_capability=_opt(d.missing_capability),
             retry_after_ms=int(d.retry_after_ms),
             next_allowed_at=_opt(d.next_allowed_at),
-            remaining_daily_budget=int(d.remaining_daily_budget),
-            remaining_rate=int(d.remaining_rate),
+            remaining_daily_budget=(
+                int(d.remaining_daily_budget) if d.HasField("remaining_daily_budget") else None
+            ),
+            remaining_rate=int(d.remaining_rate) if d.HasField("remaining_rate") else None,
             policy_id=_opt(d.policy_id),
             rule=_opt(d.rule),
         )

@@ -40,7 +40,7 @@ def allow(action: str = "read:customer_profile", **kw: Any) -> pb.CheckPermissio
         reason="Token valid, capability granted",
         audit_id="audit_fake1",
         policy_revision=7,
-        details=pb.DecisionDetails(remaining_daily_budget=-1, remaining_rate=-1, policy_id="policy_fake"),
+        details=pb.DecisionDetails(remaining_daily_budget=41, remaining_rate=9, policy_id="policy_fake"),
     )
     fields.update(kw)
     return pb.CheckPermissionResponse(**fields)
@@ -55,7 +55,7 @@ def deny(action: str = "read:customer_profile", **kw: Any) -> pb.CheckPermission
         reason="Capability not granted in token",
         audit_id="audit_fake2",
         policy_revision=7,
-        details=pb.DecisionDetails(missing_capability=action, remaining_daily_budget=-1, remaining_rate=-1),
+        details=pb.DecisionDetails(missing_capability=action),
     )
     fields.update(kw)
     return pb.CheckPermissionResponse(**fields)

@@ -142,12 +142,14 @@ class AnswersBecomeDecisionsThatFailClosed(ClientTestCase):
             (True, "ALLOW", "GRANTED", "Token valid, capability granted", "audit_fake1", None, 7),
         )
         self.assertEqual(d.details.policy_id, "policy_fake")
-        self.assertEqual((d.details.remaining_rate, d.details.remaining_daily_budget), (-1, -1))
+        self.assertEqual((d.details.remaining_rate, d.details.remaining_daily_budget), (9, 41))
 
     def test_deny_is_a_falsy_value_not_an_exception(self) -> None:
         self.fake.script(deny("delete:customer_account"))
         d = self.act.check_permission("delete:customer_account")
         self.assertIs(bool(d), False)
+        # Budgets the deciding policy does not have are absent, not a sentinel.
+        self.assertEqual((d.details.remaining_rate, d.details.remaining_daily_budget), (None, None))
         self.assertEqual((d.decision, d.reason_code), ("DENY", "CAPABILITY_NOT_GRANTED"))
         self.assertEqual(d.details.missing_capability, "delete:customer_account")
 

@@ -93,8 +93,11 @@ export function decisionFromWire(res: CheckPermissionResponse, action: string): 
       missingCapability: d?.missing_capability || undefined,
       retryAfterMs: d?.retry_after_ms || undefined,
       nextAllowedAt: d?.next_allowed_at || undefined,
-      remainingDailyBudget: d && d.remaining_daily_budget >= 0 ? d.remaining_daily_budget : undefined,
-      remainingRate: d && d.remaining_rate >= 0 ? d.remaining_rate : undefined,
+      remainingDailyBudget:
+        d?.remaining_daily_budget !== undefined && d.remaining_daily_budget >= 0
+          ? d.remaining_daily_budget
+          : undefined,
+      remainingRate: d?.remaining_rate !== undefined && d.remaining_rate >= 0 ? d.remaining_rate : undefined,
       policyId: d?.policy_id || undefined,
       rule: d?.rule || undefined,
     },

@@ -374,14 +374,16 @@ export interface DecisionDetails {
   retry_after_ms: number;
   /** Start of the next allowed window, RFC 3339 (OUTSIDE_ALLOWED_HOURS). */
   next_allowed_at: string;
-  /** Actions left today under the tightest daily maximum; -1 when unlimited. */
-  remaining_daily_budget: number;
+  /** Actions left today under the deciding policy's daily maximum; absent when it has none. */
+  remaining_daily_budget?:
+    | number
+    | undefined;
   /** The policy whose rule produced the decision, if any. */
   policy_id: string;
   /** The failing CEL condition or matching approval rule, if any. */
   rule: string;
-  /** Actions left in the current rate-limit window; -1 when unlimited. */
-  remaining_rate: number;
+  /** Actions left in the current rate-limit window; absent when the policy has no rate limit. */
+  remaining_rate?: number | undefined;
 }
 
 /** CheckPermissionResponse is the decision, with the id of its audit record. */
@@ -605,10 +607,10 @@ function createBaseDecisionDetails(): DecisionDetails {
     missing_capability: "",
     retry_after_ms: 0,
     next_allowed_at: "",
-    remaining_daily_budget: 0,
+    remaining_daily_budget: undefined,
     policy_id: "",
     rule: "",
-    remaining_rate: 0,
+    remaining_rate: undefined,
   };
 }
 
@@ -623,7 +625,7 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
     if (message.next_allowed_at !== "") {
       writer.uint32(26).string(message.next_allowed_at);
     }
-    if (message.remaining_daily_budget !== 0) {
+    if (message.remaining_daily_budget !== undefined) {
       writer.uint32(32).int64(message.remaining_daily_budget);
     }
     if (message.policy_id !== "") {
@@ -632,7 +634,7 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
     if (message.rule !== "") {
       writer.uint32(50).string(message.rule);
     }
-    if (message.remaining_rate !== 0) {
+    if (message.remaining_rate !== undefined) {
       writer.uint32(56).int64(message.remaining_rate);
     }
     return writer;
@@ -740,7 +742,7 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
         ? globalThis.Number(object.remainingDailyBudget)
         : isSet(object.remaining_daily_budget)
         ? globalThis.Number(object.remaining_daily_budget)
-        : 0,
+        : undefined,
       policy_id: isSet(object.policyId)
         ? globalThis.String(object.policyId)
         : isSet(object.policy_id)
@@ -751,7 +753,7 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
         ? globalThis.Number(object.remainingRate)
         : isSet(object.remaining_rate)
         ? globalThis.Number(object.remaining_rate)
-        : 0,
+        : undefined,
     };
   },
 
@@ -766,7 +768,7 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
     if (message.next_allowed_at !== "") {
       obj.nextAllowedAt = message.next_allowed_at;
     }
-    if (message.remaining_daily_budget !== 0) {
+    if (message.remaining_daily_budget !== undefined) {
       obj.remainingDailyBudget = Math.round(message.remaining_daily_budget);
     }
     if (message.policy_id !== "") {
@@ -775,7 +777,7 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
     if (message.rule !== "") {
       obj.rule = message.rule;
     }
-    if (message.remaining_rate !== 0) {
+    if (message.remaining_rate !== undefined) {
       obj.remainingRate = Math.round(message.remaining_rate);
     }
     return obj;
@@ -789,10 +791,10 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
     message.missing_capability = object.missing_capability ?? "";
     message.retry_after_ms = object.retry_after_ms ?? 0;
     message.next_allowed_at = object.next_allowed_at ?? "";
-    message.remaining_daily_budget = object.remaining_daily_budget ?? 0;
+    message.remaining_daily_budget = object.remaining_daily_budget ?? undefined;
     message.policy_id = object.policy_id ?? "";
     message.rule = object.rule ?? "";
-    message.remaining_rate = object.remaining_rate ?? 0;
+    message.remaining_rate = object.remaining_rate ?? undefined;
     return message;
   },
 };
