@@ -21,6 +21,7 @@ import { decide } from '../decision';
 import { toDecisionRequest, type CheckInput } from '../decision/request';
 import type { ApprovalView, DecisionResult, DecisionView } from '../decision/types';
 import type { CheckOutcome } from '../decision/wire';
+import type { AuditRecord } from '../gen/act/v1/admin';
 import { VerificationCache } from '../token';
 import type { LeaseBudgets } from './budgets';
 import { PortUnavailable, type ApprovalPort, type AuditSink } from './ports';
@@ -141,6 +142,15 @@ export class Enforcer {
     }
     this.deps.onDecision?.(result, Number(process.hrtime.bigint() - started) / 1000);
     return { result, auditId, approvalId: approved.approvalId, revision, wireDetails: record.details };
+  }
+
+  /**
+   * Appends a record that is not a decision (e.g. the MCP gateway's outcome of a forwarded call,
+   * linked to its decision's audit id) through the same sink: sealed into this point's chain,
+   * safe at its level on resolve. Budgets and approvals are not touched.
+   */
+  async appendRecord(record: AuditRecord): Promise<void> {
+    await this.deps.audit.append(record);
   }
 
   /** The approval step: ask for one, or use a grant; either needs the approval owner. */

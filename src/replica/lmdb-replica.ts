@@ -115,6 +115,8 @@ export class LmdbReplica implements DecisionView, ReplicaWriter {
 
   /** Called after every commit that changed approvals (waiters on the sidecar). */
   onApprovals: ((approvals: ApprovalView[]) => void) | undefined;
+  /** Called after every committed snapshot or delta with the new revision (e.g. MCP list_changed). */
+  onCommit: ((revision: number) => void) | undefined;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -348,11 +350,11 @@ export class LmdbReplica implements DecisionView, ReplicaWriter {
   }
 
   private announceApprovals(touched: Touched): void {
-    if (touched.approvals.length === 0 || this.onApprovals === undefined) return;
     try {
-      this.onApprovals(touched.approvals);
+      if (touched.approvals.length > 0) this.onApprovals?.(touched.approvals);
+      this.onCommit?.(this.rev);
     } catch {
-      // A faulty waiter must not fail a committed delta.
+      // A faulty listener must not fail a committed delta.
     }
   }
 
