@@ -14,6 +14,7 @@ COPY package.json package-lock.json ./
 COPY packages/sdk ./packages/sdk
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/bundle.js ./scripts/bundle.js
 COPY src ./src
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund \

@@ -3,7 +3,7 @@
  * (`act control-plane --help`): the control plane serves /mutate over HTTPS when
  * --webhook-addr is set.
  */
-import { oneOf, parseHostPort, str, type HostPort, type Specs, type Values } from '../common/options';
+import { duration, oneOf, parseHostPort, str, type HostPort, type Specs, type Values } from '../common/options';
 
 export interface SecretRef {
   name: string;
@@ -44,6 +44,24 @@ export function parseResources(raw: string, name: string): Record<string, Record
     );
   if (!ok) throw new Error(`${name}: expected {"requests":{...},"limits":{...}} with quantity strings`);
   return v as Record<string, Record<string, string>>;
+}
+
+/**
+ * A Kubernetes volume source for the injected sidecars' audit spools that outlives the pod, as
+ * JSON, e.g. {"hostPath":{"path":"/var/lib/act-spools","type":"Directory"}}; empty: emptyDir.
+ */
+export function parseVolumeSource(raw: string, name: string): Record<string, unknown> | undefined {
+  if (raw.trim() === '') return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    throw new Error(`${name}: not valid JSON`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || Object.keys(v).length !== 1)
+    throw new Error(`${name}: expected one volume source such as {"hostPath":{"path":"/var/lib/act-spools"}}`);
+  if ('name' in v) throw new Error(`${name}: give the volume source only, without "name"`);
+  return v as Record<string, unknown>;
 }
 
 const optionalHostPort = (raw: string, name: string): HostPort | undefined =>
@@ -105,6 +123,20 @@ export const WEBHOOK_OPTIONS = {
     default: 'exec',
     parse: oneOf(['exec', 'grpc'] as const),
     help: 'exec: the sidecar stays on loopback, probes run a gRPC health check inside it; grpc: kubelet gRPC probes, the sidecar listens on the pod IP',
+  },
+  sidecarDrainTimeout: {
+    flag: '--sidecar-drain-timeout',
+    env: 'ACT_SIDECAR_DRAIN_TIMEOUT',
+    default: '20s',
+    parse: duration,
+    help: "injected sidecars keep shipping audit this long after SIGTERM; pods get a termination grace period of at least this plus 10s",
+  },
+  sidecarSpoolVolume: {
+    flag: '--sidecar-spool-volume',
+    env: 'ACT_SIDECAR_SPOOL_VOLUME',
+    default: undefined,
+    parse: parseVolumeSource,
+    help: 'volume source (JSON) for injected sidecars\' audit spools that outlives the pod, e.g. a per-node hostPath; the next sidecar on the node for the same agents ships what a deleted pod left. Empty: emptyDir',
   },
 } satisfies Specs;
 

@@ -17,6 +17,9 @@ export const ANNOTATION_STATUS = 'act.dev/status';
 export const SIDECAR_CONTAINER = 'act-sidecar';
 export const SIDECAR_VOLUME = 'act-sidecar-data';
 export const SIDECAR_DATA_DIR = '/var/lib/act';
+/** The node volume of audit spools (with --sidecar-spool-volume): one subdirectory per pod. */
+export const SPOOL_VOLUME = 'act-audit-spools';
+export const SPOOL_ROOT = '/var/lib/act-spools';
 export const SIDECAR_GRPC_PORT = 8711;
 export const SIDECAR_HTTP_PORT = 8710;
 /** What app containers get, so the SDK finds the sidecar. */
@@ -36,6 +39,10 @@ export interface InjectionConfig {
   resources: Record<string, Record<string, string>>;
   probe: 'exec' | 'grpc';
   logLevel?: string;
+  /** Drain timeout of injected sidecars (ms); the pod's grace period is made at least this + 10 s. */
+  drainTimeoutMs?: number;
+  /** A volume source for spools that outlive the pod (absent: the spool is on the emptyDir). */
+  spoolVolume?: Record<string, unknown> | undefined;
 }
 
 interface Container {
@@ -46,7 +53,7 @@ interface Container {
 
 interface PodLike {
   metadata?: { name?: string; generateName?: string; annotations?: Record<string, string> };
-  spec?: { containers?: Container[]; volumes?: { name?: string }[] };
+  spec?: { containers?: Container[]; volumes?: { name?: string }[]; terminationGracePeriodSeconds?: number };
 }
 
 const allow = (uid: string, extra: Partial<AdmissionResponse> = {}): AdmissionResponse => ({
@@ -106,8 +113,8 @@ export function review(req: AdmissionRequest, cfg: InjectionConfig): AdmissionRe
   }
   const volumes = pod.spec?.volumes;
   if (volumes !== undefined && !Array.isArray(volumes)) return deny(req.uid, 'spec.volumes is not a list');
-  if (volumes?.some((v) => v?.name === SIDECAR_VOLUME))
-    return deny(req.uid, `the pod already has a volume named ${SIDECAR_VOLUME}`);
+  for (const name of [SIDECAR_VOLUME, SPOOL_VOLUME])
+    if (volumes?.some((v) => v?.name === name)) return deny(req.uid, `the pod already has a volume named ${name}`);
 
   const patch: JsonPatchOp[] = [];
   // App containers learn where to ask (unless they set it themselves).
@@ -119,9 +126,15 @@ export function review(req: AdmissionRequest, cfg: InjectionConfig): AdmissionRe
     else patch.push({ op: 'add', path: `/spec/containers/${i}/env/-`, value });
   });
   patch.push({ op: 'add', path: '/spec/containers/-', value: sidecarContainer(cfg, agentIds) });
-  const volume = { name: SIDECAR_VOLUME, emptyDir: {} };
-  if (volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: [volume] });
-  else patch.push({ op: 'add', path: '/spec/volumes/-', value: volume });
+  const added: Record<string, unknown>[] = [{ name: SIDECAR_VOLUME, emptyDir: {} }];
+  if (cfg.spoolVolume) added.push({ name: SPOOL_VOLUME, ...cfg.spoolVolume });
+  if (volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: added });
+  else for (const v of added) patch.push({ op: 'add', path: '/spec/volumes/-', value: v });
+  // The sidecar keeps shipping audit after SIGTERM: the pod must give it the time.
+  const grace = Math.ceil((cfg.drainTimeoutMs ?? 20_000) / 1000) + 10;
+  const current = pod.spec?.terminationGracePeriodSeconds;
+  if (current === undefined ? grace > 30 : typeof current === 'number' && current < grace)
+    patch.push({ op: 'add', path: '/spec/terminationGracePeriodSeconds', value: grace });
   if (pod.metadata?.annotations === undefined)
     patch.push({ op: 'add', path: '/metadata/annotations', value: { [ANNOTATION_STATUS]: 'injected' } });
   else
@@ -153,7 +166,15 @@ export function sidecarContainer(cfg: InjectionConfig, agentIds: string[]): Reco
     { name: 'ACT_SIDECAR_GRPC_ADDR', value: grpcAddr },
     { name: 'ACT_SIDECAR_HTTP_ADDR', value: `127.0.0.1:${SIDECAR_HTTP_PORT}` },
     { name: 'ACT_LOG_LEVEL', value: cfg.logLevel ?? 'info' },
+    { name: 'ACT_DRAIN_TIMEOUT', value: `${Math.ceil((cfg.drainTimeoutMs ?? 20_000) / 1000)}s` },
   ];
+  if (cfg.spoolVolume) {
+    // Each pod's spool in its own subdirectory; leftovers of stopped pods are adopted.
+    env.push(
+      { name: 'ACT_AUDIT_SPOOL_DIR', value: `${SPOOL_ROOT}/$(ACT_SIDECAR_ID)` },
+      { name: 'ACT_AUDIT_SPOOL_ADOPT', value: SPOOL_ROOT },
+    );
+  }
   if (cfg.probe === 'grpc') env.push({ name: 'ACT_SIDECAR_ALLOW_NON_LOOPBACK', value: 'true' });
 
   const probe = (live: boolean) =>
@@ -176,7 +197,10 @@ export function sidecarContainer(cfg: InjectionConfig, agentIds: string[]): Reco
       ? { ports: [{ name: 'act-grpc', containerPort: SIDECAR_GRPC_PORT, protocol: 'TCP' }] }
       : {}),
     resources: cfg.resources,
-    volumeMounts: [{ name: SIDECAR_VOLUME, mountPath: SIDECAR_DATA_DIR }],
+    volumeMounts: [
+      { name: SIDECAR_VOLUME, mountPath: SIDECAR_DATA_DIR },
+      ...(cfg.spoolVolume ? [{ name: SPOOL_VOLUME, mountPath: SPOOL_ROOT }] : []),
+    ],
     // Ready once the replica has synced (grpc.health.v1 SERVING); it then keeps serving from disk.
     readinessProbe: {
       ...probe(false),

@@ -58,6 +58,8 @@ export function webhookConfigFromOptions(
       sidecarKeySecret: o.sidecarKeySecret,
       resources: o.sidecarResources,
       probe: o.sidecarProbe,
+      drainTimeoutMs: o.sidecarDrainTimeout,
+      ...(o.sidecarSpoolVolume ? { spoolVolume: o.sidecarSpoolVolume } : {}),
       ...(o.logLevel ? { logLevel: o.logLevel } : {}),
     },
   };
