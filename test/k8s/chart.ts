@@ -15,6 +15,7 @@ import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 
 export const ROOT = path.resolve(__dirname, '../..');
 export const CHART = path.join(ROOT, 'charts/act');
@@ -105,6 +106,7 @@ const MODELS: Record<string, ModelClass> = {
   'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': MutatingWebhookConfiguration,
   'rbac.authorization.k8s.io/v1/Role': Role,
   'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
 };
 
 /** cert-manager CRDs are not in kubernetes-models: their required fields are checked by hand. */

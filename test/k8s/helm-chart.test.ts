@@ -12,6 +12,7 @@ import { X509Certificate } from 'node:crypto';
 import { parse } from 'yaml';
 import { parseOptions } from '../../src/common/options';
 import { CONTROL_PLANE_OPTIONS } from '../../src/control-plane/config';
+import { parseKekText } from '../../src/control-plane/key-encryption';
 import { importPrivateKey } from '../../src/token';
 import { webhookConfigFromOptions } from '../../src/webhook/server';
 import {
@@ -69,7 +70,7 @@ describe('Helm chart charts/act', function () {
       const dep = find<Deployment>(objs, 'Deployment');
       const pod = dep.spec.template.spec;
       assert.equal(pod.securityContext.runAsNonRoot, true);
-      for (const c of [...pod.containers, ...pod.initContainers]) {
+      for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
         assert.equal(c.securityContext.allowPrivilegeEscalation, false, c.name);
         assert.equal(c.securityContext.readOnlyRootFilesystem, true, c.name);
         assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
@@ -174,7 +175,7 @@ describe('Helm chart charts/act', function () {
     assert.deepEqual(mwc.webhooks[0].objectSelector.matchLabels, { 'act.dev/workload': 'agent' });
   });
 
-  it('renders PostgreSQL settings into a Secret and creates no Role without rules', () => {
+  it('renders PostgreSQL settings into a Secret: no data volume, no signing-key seed, a rolling update, and creates no Role without rules', () => {
     const objs = render({ values: [valuesFile('no-webhook-postgres-values.yaml')] });
     const db = find<any>(objs, 'Secret', 'act-database');
     assert.equal(
@@ -182,14 +183,52 @@ describe('Helm chart charts/act', function () {
       'postgres://act:secret@postgres.db.svc:5432/act',
     );
     assert.ok(!objs.some((o) => o.kind === 'Role'));
-    assert.equal(find<any>(objs, 'PersistentVolumeClaim').spec.storageClassName, 'fast-ssd');
+    assert.ok(!objs.some((o) => o.kind === 'PersistentVolumeClaim'), 'PostgreSQL needs no data volume');
+    assert.ok(!objs.some((o) => o.kind === 'Secret' && /signing/.test(o.metadata.name)));
+    const dep = find<Deployment>(objs, 'Deployment');
+    assert.equal((dep.spec as any).strategy.type, 'RollingUpdate');
+    assert.equal(dep.spec.template.spec.initContainers, undefined);
     assert.ok(!objs.some((o) => o.kind === 'MutatingWebhookConfiguration'));
+    assert.ok(!objs.some((o) => o.kind === 'PodDisruptionBudget'), 'one replica: no PDB');
+  });
+
+  it('runs several replicas on PostgreSQL with a PodDisruptionBudget, each with its replica id and the key-encryption key', () => {
+    const objs = render({ values: [valuesFile('postgres-replicas-values.yaml')] });
+    const dep = find<Deployment>(objs, 'Deployment');
+    assert.equal((dep.spec as any).replicas, 3);
+    const pdb = find<any>(objs, 'PodDisruptionBudget');
+    assert.equal(pdb.spec.minAvailable, 1);
+    assert.deepEqual(pdb.spec.selector.matchLabels, (dep.spec as any).selector.matchLabels);
+    const env = dep.spec.template.spec.containers[0].env;
+    assert.deepEqual(env.find((e: any) => e.name === 'ACT_KEY_ENCRYPTION_KEY').valueFrom.secretKeyRef, {
+      name: 'act-kek',
+      key: 'kek',
+    });
+    assert.deepEqual(env.find((e: any) => e.name === 'ACT_DATABASE_URL').valueFrom.secretKeyRef, {
+      name: 'act-database',
+      key: 'url',
+    });
+    assert.equal(
+      env.find((e: any) => e.name === 'ACT_REPLICA_ID').valueFrom.fieldRef.fieldPath,
+      'metadata.name',
+    );
+    // The chart made no KEK of its own: the given Secret is used.
+    assert.ok(!objs.some((o) => o.kind === 'Secret' && o.metadata.name === 'act-kek'));
+  });
+
+  it('generates a 32-byte key-encryption key Secret the control plane accepts, kept on uninstall', () => {
+    const objs = render();
+    const kek = find<any>(objs, 'Secret', 'act-kek');
+    assert.equal(kek.metadata.annotations['helm.sh/resource-policy'], 'keep');
+    const text = Buffer.from(kek.data['key-encryption-key'], 'base64').toString();
+    assert.equal(parseKekText(text, 'test').length, 32);
   });
 
   it('refuses values the schema does not allow', () => {
     for (const [set, re] of [
       ['webhook.failurePolicy=Sometimes', /failurePolicy/],
-      ['controlPlane.replicas=2', /replicas/],
+      // Several replicas need the shared store.
+      ['controlPlane.replicas=2', /database/],
       ['sidecar.probe=http', /probe/],
       ['webhook.timeoutSeconds=60', /timeoutSeconds/],
       ['controlPlane.logLevel=loud', /logLevel/],

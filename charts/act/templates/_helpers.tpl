@@ -71,3 +71,19 @@ app.kubernetes.io/part-of: act
 {{- define "act.databaseSecretName" -}}
 {{- default (printf "%s-database" (include "act.fullname" .)) .Values.database.existingSecret }}
 {{- end }}
+
+{{/* True when the control plane runs on PostgreSQL (database.url or database.existingSecret). */}}
+{{- define "act.postgres" -}}
+{{- if or .Values.database.url .Values.database.existingSecret }}true{{ end }}
+{{- end }}
+
+{{- define "act.kekSecretName" -}}
+{{- default (printf "%s-kek" (include "act.fullname" .)) .Values.controlPlane.keyEncryption.existingSecret }}
+{{- end }}
+
+{{/* Refuses what cannot work: several replicas need the shared store. */}}
+{{- define "act.validate" -}}
+{{- if and (gt (int .Values.controlPlane.replicas) 1) (not (include "act.postgres" .)) }}
+{{- fail "controlPlane.replicas > 1 needs PostgreSQL (set database.url or database.existingSecret): the embedded LMDB store belongs to one process" }}
+{{- end }}
+{{- end }}
