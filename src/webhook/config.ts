@@ -3,7 +3,15 @@
  * (`act control-plane --help`): the control plane serves /mutate over HTTPS when
  * --webhook-addr is set.
  */
-import { duration, oneOf, parseHostPort, str, type HostPort, type Specs, type Values } from '../common/options';
+import {
+  duration,
+  oneOf,
+  parseHostPort,
+  str,
+  type HostPort,
+  type Specs,
+  type Values,
+} from '../common/options';
 
 export interface SecretRef {
   name: string;
@@ -59,7 +67,9 @@ export function parseVolumeSource(raw: string, name: string): Record<string, unk
     throw new Error(`${name}: not valid JSON`);
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v) || Object.keys(v).length !== 1)
-    throw new Error(`${name}: expected one volume source such as {"hostPath":{"path":"/var/lib/act-spools"}}`);
+    throw new Error(
+      `${name}: expected one volume source such as {"hostPath":{"path":"/var/lib/act-spools"}}`,
+    );
   if ('name' in v) throw new Error(`${name}: give the volume source only, without "name"`);
   return v as Record<string, unknown>;
 }
@@ -129,14 +139,14 @@ export const WEBHOOK_OPTIONS = {
     env: 'ACT_SIDECAR_DRAIN_TIMEOUT',
     default: '20s',
     parse: duration,
-    help: "injected sidecars keep shipping audit this long after SIGTERM; pods get a termination grace period of at least this plus 10s",
+    help: 'injected sidecars keep shipping audit this long after SIGTERM; pods get a termination grace period of at least this plus 10s',
   },
   sidecarSpoolVolume: {
     flag: '--sidecar-spool-volume',
     env: 'ACT_SIDECAR_SPOOL_VOLUME',
     default: undefined,
     parse: parseVolumeSource,
-    help: 'volume source (JSON) for injected sidecars\' audit spools that outlives the pod, e.g. a per-node hostPath; the next sidecar on the node for the same agents ships what a deleted pod left. Empty: emptyDir',
+    help: "volume source (JSON) for injected sidecars' audit spools that outlives the pod, e.g. a per-node hostPath; the next sidecar on the node for the same agents ships what a deleted pod left. Empty: emptyDir",
   },
 } satisfies Specs;
 

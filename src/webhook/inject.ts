@@ -114,7 +114,8 @@ export function review(req: AdmissionRequest, cfg: InjectionConfig): AdmissionRe
   const volumes = pod.spec?.volumes;
   if (volumes !== undefined && !Array.isArray(volumes)) return deny(req.uid, 'spec.volumes is not a list');
   for (const name of [SIDECAR_VOLUME, SPOOL_VOLUME])
-    if (volumes?.some((v) => v?.name === name)) return deny(req.uid, `the pod already has a volume named ${name}`);
+    if (volumes?.some((v) => v?.name === name))
+      return deny(req.uid, `the pod already has a volume named ${name}`);
 
   const patch: JsonPatchOp[] = [];
   // App containers learn where to ask (unless they set it themselves).
