@@ -214,3 +214,77 @@ describe('architecture: import rules (STYLE.md)', () => {
     assert.deepEqual(violations, [], `sdk violations:\n${report(violations)}`);
   });
 });
+
+/** Resolves a relative specifier of `from` to a file under src/, or undefined (packages, gen). */
+function resolveLocal(from: string, spec: string): string | undefined {
+  if (!spec.startsWith('.')) return undefined;
+  const base = path.resolve(path.dirname(from), spec);
+  for (const c of [`${base}.ts`, path.join(base, 'index.ts')]) if (existsSync(c)) return c;
+  return undefined;
+}
+
+/** An import cycle among src/ files (type-only imports count: a cycle is a layering smell either way), or undefined. */
+export function findCycle(graph: Map<string, string[]>): string[] | undefined {
+  const state = new Map<string, 'open' | 'done'>();
+  const stack: string[] = [];
+  const visit = (n: string): string[] | undefined => {
+    state.set(n, 'open');
+    stack.push(n);
+    for (const m of graph.get(n) ?? []) {
+      const s = state.get(m);
+      if (s === 'open') return [...stack.slice(stack.indexOf(m)), m];
+      if (s === undefined) {
+        const c = visit(m);
+        if (c) return c;
+      }
+    }
+    stack.pop();
+    state.set(n, 'done');
+    return undefined;
+  };
+  for (const n of graph.keys()) {
+    if (state.has(n)) continue;
+    const c = visit(n);
+    if (c) return c;
+  }
+  return undefined;
+}
+
+describe('no import cycles', () => {
+  it('finds a cycle in a synthetic graph and none in a chain', () => {
+    assert.deepEqual(
+      findCycle(
+        new Map([
+          ['a', ['b']],
+          ['b', ['c']],
+          ['c', ['a']],
+        ]),
+      ),
+      ['a', 'b', 'c', 'a'],
+    );
+    assert.equal(
+      findCycle(
+        new Map([
+          ['a', ['b']],
+          ['b', ['c']],
+          ['c', []],
+        ]),
+      ),
+      undefined,
+    );
+  });
+
+  it('src/ (outside src/gen) has no import cycle', () => {
+    const files = tsFiles(SRC).filter((f) => !f.includes(`${path.sep}gen${path.sep}`));
+    assert.ok(files.length > 50);
+    const graph = new Map<string, string[]>();
+    for (const f of files) {
+      const deps = importsOf(stripComments(readFileSync(f, 'utf8')))
+        .map((i) => resolveLocal(f, i.spec))
+        .filter((d): d is string => d !== undefined && !d.includes(`${path.sep}gen${path.sep}`));
+      graph.set(f, deps);
+    }
+    const cycle = findCycle(graph);
+    assert.equal(cycle, undefined, `import cycle: ${cycle?.map((c) => path.relative(SRC, c)).join(' -> ')}`);
+  });
+});
