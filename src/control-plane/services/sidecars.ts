@@ -47,6 +47,8 @@ export interface PropagationScope {
 export class SidecarRegistry {
   private readonly live = new Map<string, SidecarRow>();
   private readonly dirty = new Set<string>();
+  /** Final states of sessions that ended, not yet written. */
+  private readonly pending = new Map<string, SidecarRow>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private currentRevision = 0;
@@ -70,6 +72,7 @@ export class SidecarRegistry {
   async claim(ids: readonly string[], apiKeyId: string): Promise<void> {
     for (const id of ids) {
       const row = await this.store.ops.get<SidecarRow>('sidecars', id);
+      if (row?.api_key_id === apiKeyId) continue; // already this key's: nothing to write
       if (row && row.api_key_id !== apiKeyId && row.api_key_id !== '') {
         const owner = await this.store.read((r) => r.get<ApiKeyRecord>('apikeys', row.api_key_id));
         if (owner) {
@@ -136,8 +139,6 @@ export class SidecarRegistry {
     this.pending.set(sidecarId, row);
     void this.flush(); // deliberately not awaited; failures are retried by the next flush
   }
-
-  private readonly pending = new Map<string, SidecarRow>();
 
   /** Every sidecar seen recently, most recently seen first, from all replicas. */
   async list(includeDisconnected: boolean): Promise<{ sidecars: SidecarInfo[]; revision: number }> {
