@@ -57,7 +57,10 @@ function update(id: string, a: ApprovalView | undefined, nowMs: number, timedOut
       reason: timedOut ? `approval ${id} is unknown here` : `approval ${id} is not known here yet`,
     };
   }
-  const status = a.status === 'PENDING' && a.expiresAtMs <= nowMs ? 'EXPIRED' : a.status;
+  // A grant past its deadline is as unusable as a request past it (the check will say so), even
+  // before the owner's sweep has written EXPIRED.
+  const open = a.status === 'PENDING' || a.status === 'APPROVED';
+  const status = open && a.expiresAtMs <= nowMs ? 'EXPIRED' : a.status;
   const decided = FINAL.has(status);
   const by = a.resolvedBy ? ` by ${a.resolvedBy}` : '';
   const reason =
