@@ -295,16 +295,23 @@ describe('approvals: the billing use case (control plane + two sidecars)', funct
     for (let round = 0; round < 9; round++) {
       const id = await grantedApproval(req.context, req.resource);
       // Six rounds sidecar against sidecar; then the control plane (which uses a grant in
-      // process, without a network hop) joins as a third.
+      // process, without a network hop) joins as a third. In rounds 4 and 5 both racers are
+      // at one sidecar (neither has seen the other's use yet).
       const threeWay = round >= 6;
+      const same = round === 4 || round === 5;
       const [a, b, c] = await Promise.all([
         grpcCheck(c1, { ...req, approval_id: id }),
-        grpcCheck(c2, { ...req, approval_id: id }),
+        grpcCheck(same ? c1 : c2, { ...req, approval_id: id }),
         threeWay ? centralCheck({ ...req, approval_id: id }) : undefined,
       ]);
       const answers = [
         { who: 'billing-sc1', allowed: a.allowed, reason: a.reason, audit: a.audit_id },
-        { who: 'billing-sc2', allowed: b.allowed, reason: b.reason, audit: b.audit_id },
+        {
+          who: same ? 'billing-sc1' : 'billing-sc2',
+          allowed: b.allowed,
+          reason: b.reason,
+          audit: b.audit_id,
+        },
         ...(c
           ? [
               {
@@ -328,6 +335,32 @@ describe('approvals: the billing use case (control plane + two sidecars)', funct
     }
     // Written down, not asserted: who wins a race is up to the scheduler.
     this.test!.title += ` (winners: ${winners.join(', ')})`;
+  });
+
+  it('a grant does not outlive its token: once the token is revoked, presenting the grant is denied and uses nothing', async function () {
+    const t = await fx.issue(api, agentId, [policyId]);
+    const req = {
+      token: t.token,
+      action: 'create:transaction',
+      resource: 'acct_9',
+      context: { amount: 3000 },
+    };
+    const ask = await restCheck(sc1, req);
+    assert.equal(ask.body.decision, 'APPROVAL_REQUIRED', ask.text);
+    const id = ask.body.approval_id as string;
+    assert.equal((await approverApi('POST', `/api/approvals/${id}/approve`, {})).status, 200);
+    const rv = await api('POST', `/api/tokens/${t.token_id}/revoke?wait=5s`, { reason: 'agent compromised' });
+    assert.equal(rv.status, 200, rv.text);
+    assert.equal(rv.body.propagation.complete, true, rv.text);
+    for (const r of [
+      await restCheck(sc1, { ...req, approval_id: id }),
+      await centralCheck({ ...req, approval_id: id }),
+    ]) {
+      assert.equal(r.body.allowed, false, r.text);
+      assert.equal(r.body.reason_code, 'TOKEN_REVOKED', r.text);
+    }
+    const a = await approverApi('GET', `/api/approvals/${id}`);
+    assert.equal(a.body.status, 'APPROVED', 'a denied check does not use the grant');
   });
 
   it('every step is audited and linked by approval id: the asking check, the allowed check and the replay', async function () {
