@@ -198,8 +198,9 @@ export class SidecarFixture {
 
   async teardown(): Promise<void> {
     for (const c of this.clients) c.close();
-    // SIGTERM first (a clean stop); SIGKILL whatever has not exited after 15 s.
-    for (const p of this.procs) {
+    // SIGTERM first (a clean stop); SIGKILL whatever has not exited after 15 s. Newest first:
+    // sidecars stop while their control plane still acks, so their drain ends at once.
+    for (const p of [...this.procs].reverse()) {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), 15_000)));
       if ((await Promise.race([p.stop(), late])) === 'late') await p.kill();
