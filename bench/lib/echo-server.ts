@@ -34,6 +34,7 @@ export const SAMPLE_ALLOW: CheckPermissionResponse = {
     policy_id: 'policy_01jq8k6z4y00000000000000',
     rule: '',
     remaining_rate: 999_999,
+    presented_approval_id: '',
   },
   policy_revision: 5,
 };

@@ -58,6 +58,7 @@ export function policyJson(p: Policy): Json {
     approval_rules: p.approval_rules.map(ruleJson),
   };
   if (p.propagation === undefined) delete out.propagation;
+  else out.propagation = propagationJson(p.propagation);
   return out;
 }
 
@@ -108,7 +109,9 @@ export function sidecarJson(s: SidecarInfo): Json {
 }
 
 export function propagationJson(p: Propagation): Json {
-  return { ...p };
+  const out: Json = { ...p };
+  if (p.disconnected_sidecar_ids.length === 0) delete out.disconnected_sidecar_ids;
+  return out;
 }
 
 export function roleName(r: Role): string {

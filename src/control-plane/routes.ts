@@ -11,6 +11,7 @@ import { ActError, invalid } from '../common/errors';
 import { parseCheckBatch, parseCheckRequest, type CheckInput } from '../decision/request';
 import { checkJson, checkMessage, type CheckOutcome } from '../decision/wire';
 import type { Enforcer } from '../enforce';
+import type { Propagation } from '../gen/act/v1/admin';
 import { Decision, ReasonCode } from '../gen/act/v1/decision';
 import type { Access, Principal } from './auth';
 import type { ApprovalService } from './approvals';
@@ -256,7 +257,7 @@ export const ROUTES: Route[] = [
         ? { ...d, propagation: await s.sidecars.waitFor(d.revision, { policyId: d.id }, i.waitMs) }
         : d;
     },
-    json: (d) => d,
+    json: (d) => ('propagation' in d ? { ...d, propagation: propagationJson(d.propagation) } : d),
     message: (d) => ({ id: d.id, deleted: d.deleted, revision: d.revision }),
   }),
 
@@ -307,7 +308,7 @@ export const ROUTES: Route[] = [
     grpc: (m) => ({ id: m.token_id, reason: m.reason, waitMs: parseWait(m.wait_ms, 'wait_ms') }),
     run: async (s, i) => {
       const r = await s.tokens.revoke(i.id, i.reason);
-      const out: { revoked_token_ids: string[]; revision: number; propagation?: unknown } = {
+      const out: { revoked_token_ids: string[]; revision: number; propagation?: Propagation } = {
         revoked_token_ids: r.revoked_token_ids,
         revision: r.revision,
       };

@@ -242,6 +242,7 @@ function evaluatePolicy(
     return {
       ...base,
       reason: `${base.reason}; ${approval.note}, so this is a new request`,
+      details: { ...base.details, presented_approval_id: req.approvalId as string },
       approvalRequest: ask,
       approvalNote: approval.note,
     };

@@ -106,6 +106,8 @@ export interface DecisionDetails {
   remaining_rate?: number;
   policy_id?: string;
   rule?: string;
+  /** The approval the request presented when it did not apply (links a replay to its grant). */
+  presented_approval_id?: string;
 }
 
 export interface DecisionResult {

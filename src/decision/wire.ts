@@ -58,6 +58,7 @@ export function detailsToWire(d: DecisionResult['details']): DecisionDetails {
     next_allowed_at: d.next_allowed_at ?? '',
     policy_id: d.policy_id ?? '',
     rule: d.rule ?? '',
+    presented_approval_id: d.presented_approval_id ?? '',
   };
   if (d.remaining_daily_budget !== undefined) out.remaining_daily_budget = d.remaining_daily_budget;
   if (d.remaining_rate !== undefined) out.remaining_rate = d.remaining_rate;
@@ -77,6 +78,7 @@ export function detailsJson(d: DecisionDetails | undefined): Record<string, unkn
   if (d.remaining_rate !== undefined) out.remaining_rate = d.remaining_rate;
   if (d.policy_id) out.policy_id = d.policy_id;
   if (d.rule) out.rule = d.rule;
+  if (d.presented_approval_id) out.presented_approval_id = d.presented_approval_id;
   return out;
 }
 

@@ -229,7 +229,11 @@ export class Enforcer {
       decision: 'APPROVAL_REQUIRED',
       reasonCode: 'APPROVAL_REQUIRED_BY_POLICY',
       reason: `${DEFAULT_REASON_TEXT.APPROVAL_REQUIRED_BY_POLICY}: ${r.approvalRequest.rule}; ${note}, so this is a new request`,
-      details: { policy_id: r.approvalRequest.policyId, rule: r.approvalRequest.rule },
+      details: {
+        policy_id: r.approvalRequest.policyId,
+        rule: r.approvalRequest.rule,
+        presented_approval_id: approvalId,
+      },
       usage: [],
       approvalNote: note,
     };

@@ -153,8 +153,20 @@ export class SyncClient {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.pumpTimer) clearTimeout(this.pumpTimer);
     if (this.appliedTimer) clearTimeout(this.appliedTimer);
-    this.call?.end();
-    this.call?.cancel();
+    const call = this.call;
+    if (call) {
+      // Say goodbye and half-close, and give the control plane a moment to see it: a stream the
+      // sidecar ended is a stop, one that just breaks may be a partition (receipts tell them apart).
+      const closed = new Promise<void>((r) => {
+        call.once('end', () => r());
+        call.once('error', () => r());
+        call.once('close', () => r());
+      });
+      call.write({ msg: { $case: 'goodbye', value: { reason: 'stopping' } } });
+      call.end();
+      await Promise.race([closed, new Promise<void>((r) => setTimeout(r, 500).unref())]);
+      call.cancel();
+    }
     await this.work.catch(() => undefined);
     for (const c of this.clients) c?.close();
   }

@@ -72,7 +72,8 @@ export interface HubRegistry {
   applied(sidecarId: string, revision: number): void;
   contact(sidecarId: string): void;
   policies(sidecarId: string, policyIds: string[]): void;
-  disconnected(sidecarId: string): void;
+  /** `cleanly`: the sidecar ended the stream itself (it stopped). */
+  disconnected(sidecarId: string, cleanly?: boolean): void;
 }
 
 /** Ids no sidecar may use: the control plane's own chain sources. */
@@ -618,6 +619,9 @@ class Session {
         this.deps.registry.applied(this.sidecarId, msg.value.revision);
         this.hub.onApplied?.(this.sidecarId, msg.value.revision);
         break;
+      case 'goodbye':
+        this.endedBySidecar = true;
+        break;
       case 'hello':
         this.close(grpc.status.INVALID_ARGUMENT, 'Hello may be sent only once');
         break;
@@ -703,8 +707,11 @@ class Session {
     this.disposed = true;
     this.unsubscribe?.();
     if (this.heartbeat) clearInterval(this.heartbeat);
-    if (this.live) this.deps.registry.disconnected(this.sidecarId);
+    if (this.live) this.deps.registry.disconnected(this.sidecarId, this.endedBySidecar);
   }
+
+  /** Set when the sidecar said Goodbye (a clean stop), as opposed to losing the stream. */
+  private endedBySidecar = false;
 }
 
 type TokenRow = Pick<TokenRecord, 'token_id' | 'agent_id' | 'policy_ids' | 'expires_at_ms' | 'revoked_at_ms'>;

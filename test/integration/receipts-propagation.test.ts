@@ -261,4 +261,25 @@ describe('receipts: revocations and policy changes wait for the sidecars in scop
     });
     assert.equal(g.decision, Decision.ALLOW, g.reason);
   });
+
+  it('a sidecar that lost its stream without stopping (SIGKILL) is reported in disconnected_sidecar_ids and keeps the receipt incomplete; a stopped one is not', async function () {
+    const lost = await fx.sidecar(cp, fx.dir('rcpt-lost'), { sidecarId: 'rcpt-lost', agentIds: agentA });
+    await waitSynced(cp, lost);
+    // Killed: the control plane sees the connection drop, not the sidecar ending its stream —
+    // as after a partition, when the sidecar may still be deciding from its replica.
+    await lost.kill();
+    await waitFor('the control plane noticed', async () => {
+      const s = byId((await sidecars(true)).list, 'rcpt-lost');
+      return s && !s.connected ? true : undefined;
+    });
+    const t = tokensA.shift()!;
+    const r = await api('POST', `/api/tokens/${t.token_id}/revoke?wait=1s`, {});
+    assert.equal(r.status, 200, r.text);
+    const p = r.body.propagation;
+    assert.deepEqual(p.disconnected_sidecar_ids, ['rcpt-lost'], r.text);
+    assert.equal(p.complete, false, 'a cut-off sidecar in scope may still allow the token');
+    assert.ok(!p.pending_sidecar_ids.includes('rcpt-lost'), 'not counted among the connected');
+    // The sidecar stopped cleanly before the tests (SIGTERM ends its stream) is not reported.
+    assert.ok(!p.disconnected_sidecar_ids.includes('rcpt-gone'), r.text);
+  });
 });

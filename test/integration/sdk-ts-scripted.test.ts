@@ -84,6 +84,7 @@ function response(over: Partial<CheckPermissionResponse> = {}): CheckPermissionR
     approval_id: '',
     details: {
       missing_capability: '',
+      presented_approval_id: '',
       retry_after_ms: 0,
       next_allowed_at: '',
       remaining_daily_budget: -1,
@@ -176,6 +177,7 @@ describe('@act-platform/sdk against a scripted DecisionService', function () {
             reason: 'Rate limit exceeded',
             details: {
               missing_capability: '',
+              presented_approval_id: '',
               retry_after_ms: 1500,
               next_allowed_at: '',
               remaining_daily_budget: 3,

@@ -27,12 +27,19 @@ export interface SidecarRow {
   control_plane: string;
   version: string;
   connected_at_ms: number;
+  /** Set when the stream ended without the sidecar ending it (a partition, a crash). */
+  cut_off?: boolean;
 }
 
 /** How often live session state is written for other replicas. */
 const FLUSH_MS = 100;
 /** A row not refreshed for this long is not connected (its replica died). */
 const LIVE_FOR_MS = 10_000;
+/**
+ * A sidecar cut off this recently may still decide from its replica (its staleness bound is 30 s
+ * by default): receipts list it until then.
+ */
+const CUT_OFF_FOR_MS = 60_000;
 /** Rows of sidecars gone this long are forgotten (their id binding too). */
 const FORGET_AFTER_MS = 7 * 86_400_000;
 const LIST_LIMIT = 100_000;
@@ -128,10 +135,12 @@ export class SidecarRegistry {
     this.touch(sidecarId);
   }
 
-  disconnected(sidecarId: string): void {
+  /** The stream ended; `cleanly` when the sidecar ended it (a stop), not a lost connection. */
+  disconnected(sidecarId: string, cleanly = false): void {
     const row = this.live.get(sidecarId);
     if (!row) return;
     row.connected = false;
+    row.cut_off = !cleanly;
     row.last_contact_ms = this.clock();
     this.touch(sidecarId);
     this.live.delete(sidecarId);
@@ -163,17 +172,22 @@ export class SidecarRegistry {
     for (;;) {
       await this.flush();
       const now = this.clock();
-      const inScope = (await this.rows()).filter((r) => isConnected(r, now) && covers(r, scope));
+      const rows = (await this.rows()).filter((r) => covers(r, scope));
+      const inScope = rows.filter((r) => isConnected(r, now));
       const pending = inScope.filter((r) => r.applied_revision < revision).map((r) => r.sidecar_id);
+      const cutOff = rows
+        .filter((r) => !isConnected(r, now) && isCutOff(r, now) && r.applied_revision < revision)
+        .map((r) => r.sidecar_id);
       const waited = performance.now() - started;
-      if (pending.length === 0 || waited >= waitMs) {
+      if ((pending.length === 0 && cutOff.length === 0) || waited >= waitMs) {
         return {
           revision,
           applied: inScope.length - pending.length,
           total: inScope.length,
           pending_sidecar_ids: pending.sort(),
-          complete: pending.length === 0,
+          complete: pending.length === 0 && cutOff.length === 0,
           waited_ms: Math.round(waited),
+          disconnected_sidecar_ids: cutOff.sort(),
         };
       }
       await new Promise((r) => setTimeout(r, Math.min(25, Math.max(1, waitMs - waited))));
@@ -269,6 +283,12 @@ function emptyRow(id: string): SidecarRow {
 
 function isConnected(r: SidecarRow, now: number): boolean {
   return r.connected && now - r.last_contact_ms < LIVE_FOR_MS;
+}
+
+/** Lost its stream (or went silent) recently without stopping: may still be serving. */
+function isCutOff(r: SidecarRow, now: number): boolean {
+  if (now - r.last_contact_ms >= CUT_OFF_FOR_MS) return false;
+  return r.connected ? now - r.last_contact_ms >= LIVE_FOR_MS : r.cut_off === true;
 }
 
 function covers(r: SidecarRow, s: PropagationScope): boolean {

@@ -14,35 +14,35 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61\x63t/v1/decision.proto\x12\x06\x61\x63t.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xb6\x01\n\x16\x43heckPermissionRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06\x61\x63tion\x18\x02 \x01(\tR\x06\x61\x63tion\x12\x1a\n\x08resource\x18\x03 \x01(\tR\x08resource\x12\x31\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x63ontext\x12\x1f\n\x0b\x61pproval_id\x18\x05 \x01(\tR\napprovalId\"\xd4\x02\n\x0f\x44\x65\x63isionDetails\x12-\n\x12missing_capability\x18\x01 \x01(\tR\x11missingCapability\x12$\n\x0eretry_after_ms\x18\x02 \x01(\x03R\x0cretryAfterMs\x12&\n\x0fnext_allowed_at\x18\x03 \x01(\tR\rnextAllowedAt\x12\x39\n\x16remaining_daily_budget\x18\x04 \x01(\x03H\x00R\x14remainingDailyBudget\x88\x01\x01\x12\x1b\n\tpolicy_id\x18\x05 \x01(\tR\x08policyId\x12\x12\n\x04rule\x18\x06 \x01(\tR\x04rule\x12*\n\x0eremaining_rate\x18\x07 \x01(\x03H\x01R\rremainingRate\x88\x01\x01\x42\x19\n\x17_remaining_daily_budgetB\x11\n\x0f_remaining_rate\"\xde\x02\n\x17\x43heckPermissionResponse\x12\x18\n\x07\x61llowed\x18\x01 \x01(\x08R\x07\x61llowed\x12\x16\n\x06\x61\x63tion\x18\x02 \x01(\tR\x06\x61\x63tion\x12,\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x10.act.v1.DecisionR\x08\x64\x65\x63ision\x12\x33\n\x0breason_code\x18\x04 \x01(\x0e\x32\x12.act.v1.ReasonCodeR\nreasonCode\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12\x19\n\x08\x61udit_id\x18\x06 \x01(\tR\x07\x61uditId\x12\x1f\n\x0b\x61pproval_id\x18\x07 \x01(\tR\napprovalId\x12\x31\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.act.v1.DecisionDetailsR\x07\x64\x65tails\x12\'\n\x0fpolicy_revision\x18\t \x01(\x04R\x0epolicyRevision\"X\n\x17\x43heckPermissionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\'\n\x05items\x18\x02 \x03(\x0b\x32\x11.act.v1.CheckItemR\x05items\"r\n\tCheckItem\x12\x16\n\x06\x61\x63tion\x18\x01 \x01(\tR\x06\x61\x63tion\x12\x1a\n\x08resource\x18\x02 \x01(\tR\x08resource\x12\x31\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x63ontext\"U\n\x18\x43heckPermissionsResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32\x1f.act.v1.CheckPermissionResponseR\x07results\"n\n\x16WaitForApprovalRequest\x12\x1f\n\x0b\x61pproval_id\x18\x01 \x01(\tR\napprovalId\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x12\x1d\n\ntimeout_ms\x18\x03 \x01(\rR\ttimeoutMs\"\xed\x01\n\x0e\x41pprovalUpdate\x12\x1f\n\x0b\x61pproval_id\x18\x01 \x01(\tR\napprovalId\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x16.act.v1.ApprovalStatusR\x06status\x12\x18\n\x07\x64\x65\x63ided\x18\x03 \x01(\x08R\x07\x64\x65\x63ided\x12\x1f\n\x0bresolved_by\x18\x04 \x01(\tR\nresolvedBy\x12\x18\n\x07\x63omment\x18\x05 \x01(\tR\x07\x63omment\x12\x1d\n\nexpires_at\x18\x06 \x01(\tR\texpiresAt\x12\x16\n\x06reason\x18\x07 \x01(\tR\x06reason*P\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\x08\n\x04\x44\x45NY\x10\x02\x12\x15\n\x11\x41PPROVAL_REQUIRED\x10\x03*\xf8\x03\n\nReasonCode\x12\x1b\n\x17REASON_CODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fMALFORMED_TOKEN\x10\x01\x12\x0f\n\x0bUNKNOWN_KEY\x10\x02\x12\x11\n\rBAD_SIGNATURE\x10\x03\x12\x17\n\x13TOKEN_NOT_YET_VALID\x10\x04\x12\x11\n\rTOKEN_EXPIRED\x10\x05\x12\x11\n\rTOKEN_REVOKED\x10\x06\x12\x11\n\rAGENT_UNKNOWN\x10\x07\x12\x12\n\x0e\x41GENT_DISABLED\x10\x08\x12\x11\n\rREPLICA_STALE\x10\t\x12\x1a\n\x16\x43\x41PABILITY_NOT_GRANTED\x10\n\x12\x14\n\x10\x43ONDITION_FAILED\x10\x0b\x12\x19\n\x15OUTSIDE_ALLOWED_HOURS\x10\x0c\x12\x10\n\x0cRATE_LIMITED\x10\r\x12\x18\n\x14\x44\x41ILY_LIMIT_EXCEEDED\x10\x0e\x12\x1f\n\x1b\x41PPROVAL_REQUIRED_BY_POLICY\x10\x0f\x12\x0b\n\x07GRANTED\x10\x10\x12\x12\n\x0ePOLICY_UNKNOWN\x10\x11\x12\x13\n\x0f\x41PPROVAL_DENIED\x10\x12\x12\x19\n\x15RESOURCE_PATH_INVALID\x10\x13\x12\x18\n\x14\x41PPROVAL_UNAVAILABLE\x10\x14\x12\x16\n\x12\x42UDGET_UNAVAILABLE\x10\x15*o\n\x0e\x41pprovalStatus\x12\x1f\n\x1b\x41PPROVAL_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08\x41PPROVED\x10\x02\x12\n\n\x06\x44\x45NIED\x10\x03\x12\x0b\n\x07\x45XPIRED\x10\x04\x12\x08\n\x04USED\x10\x05\x32\x89\x02\n\x0f\x44\x65\x63isionService\x12R\n\x0f\x43heckPermission\x12\x1e.act.v1.CheckPermissionRequest\x1a\x1f.act.v1.CheckPermissionResponse\x12U\n\x10\x43heckPermissions\x12\x1f.act.v1.CheckPermissionsRequest\x1a .act.v1.CheckPermissionsResponse\x12K\n\x0fWaitForApproval\x12\x1e.act.v1.WaitForApprovalRequest\x1a\x16.act.v1.ApprovalUpdate0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61\x63t/v1/decision.proto\x12\x06\x61\x63t.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xb6\x01\n\x16\x43heckPermissionRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06\x61\x63tion\x18\x02 \x01(\tR\x06\x61\x63tion\x12\x1a\n\x08resource\x18\x03 \x01(\tR\x08resource\x12\x31\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x63ontext\x12\x1f\n\x0b\x61pproval_id\x18\x05 \x01(\tR\napprovalId\"\x88\x03\n\x0f\x44\x65\x63isionDetails\x12-\n\x12missing_capability\x18\x01 \x01(\tR\x11missingCapability\x12$\n\x0eretry_after_ms\x18\x02 \x01(\x03R\x0cretryAfterMs\x12&\n\x0fnext_allowed_at\x18\x03 \x01(\tR\rnextAllowedAt\x12\x39\n\x16remaining_daily_budget\x18\x04 \x01(\x03H\x00R\x14remainingDailyBudget\x88\x01\x01\x12\x1b\n\tpolicy_id\x18\x05 \x01(\tR\x08policyId\x12\x12\n\x04rule\x18\x06 \x01(\tR\x04rule\x12*\n\x0eremaining_rate\x18\x07 \x01(\x03H\x01R\rremainingRate\x88\x01\x01\x12\x32\n\x15presented_approval_id\x18\x08 \x01(\tR\x13presentedApprovalIdB\x19\n\x17_remaining_daily_budgetB\x11\n\x0f_remaining_rate\"\xde\x02\n\x17\x43heckPermissionResponse\x12\x18\n\x07\x61llowed\x18\x01 \x01(\x08R\x07\x61llowed\x12\x16\n\x06\x61\x63tion\x18\x02 \x01(\tR\x06\x61\x63tion\x12,\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x10.act.v1.DecisionR\x08\x64\x65\x63ision\x12\x33\n\x0breason_code\x18\x04 \x01(\x0e\x32\x12.act.v1.ReasonCodeR\nreasonCode\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12\x19\n\x08\x61udit_id\x18\x06 \x01(\tR\x07\x61uditId\x12\x1f\n\x0b\x61pproval_id\x18\x07 \x01(\tR\napprovalId\x12\x31\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.act.v1.DecisionDetailsR\x07\x64\x65tails\x12\'\n\x0fpolicy_revision\x18\t \x01(\x04R\x0epolicyRevision\"X\n\x17\x43heckPermissionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\'\n\x05items\x18\x02 \x03(\x0b\x32\x11.act.v1.CheckItemR\x05items\"r\n\tCheckItem\x12\x16\n\x06\x61\x63tion\x18\x01 \x01(\tR\x06\x61\x63tion\x12\x1a\n\x08resource\x18\x02 \x01(\tR\x08resource\x12\x31\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x63ontext\"U\n\x18\x43heckPermissionsResponse\x12\x39\n\x07results\x18\x01 \x03(\x0b\x32\x1f.act.v1.CheckPermissionResponseR\x07results\"n\n\x16WaitForApprovalRequest\x12\x1f\n\x0b\x61pproval_id\x18\x01 \x01(\tR\napprovalId\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x12\x1d\n\ntimeout_ms\x18\x03 \x01(\rR\ttimeoutMs\"\xed\x01\n\x0e\x41pprovalUpdate\x12\x1f\n\x0b\x61pproval_id\x18\x01 \x01(\tR\napprovalId\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x16.act.v1.ApprovalStatusR\x06status\x12\x18\n\x07\x64\x65\x63ided\x18\x03 \x01(\x08R\x07\x64\x65\x63ided\x12\x1f\n\x0bresolved_by\x18\x04 \x01(\tR\nresolvedBy\x12\x18\n\x07\x63omment\x18\x05 \x01(\tR\x07\x63omment\x12\x1d\n\nexpires_at\x18\x06 \x01(\tR\texpiresAt\x12\x16\n\x06reason\x18\x07 \x01(\tR\x06reason*P\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\x08\n\x04\x44\x45NY\x10\x02\x12\x15\n\x11\x41PPROVAL_REQUIRED\x10\x03*\xf8\x03\n\nReasonCode\x12\x1b\n\x17REASON_CODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fMALFORMED_TOKEN\x10\x01\x12\x0f\n\x0bUNKNOWN_KEY\x10\x02\x12\x11\n\rBAD_SIGNATURE\x10\x03\x12\x17\n\x13TOKEN_NOT_YET_VALID\x10\x04\x12\x11\n\rTOKEN_EXPIRED\x10\x05\x12\x11\n\rTOKEN_REVOKED\x10\x06\x12\x11\n\rAGENT_UNKNOWN\x10\x07\x12\x12\n\x0e\x41GENT_DISABLED\x10\x08\x12\x11\n\rREPLICA_STALE\x10\t\x12\x1a\n\x16\x43\x41PABILITY_NOT_GRANTED\x10\n\x12\x14\n\x10\x43ONDITION_FAILED\x10\x0b\x12\x19\n\x15OUTSIDE_ALLOWED_HOURS\x10\x0c\x12\x10\n\x0cRATE_LIMITED\x10\r\x12\x18\n\x14\x44\x41ILY_LIMIT_EXCEEDED\x10\x0e\x12\x1f\n\x1b\x41PPROVAL_REQUIRED_BY_POLICY\x10\x0f\x12\x0b\n\x07GRANTED\x10\x10\x12\x12\n\x0ePOLICY_UNKNOWN\x10\x11\x12\x13\n\x0f\x41PPROVAL_DENIED\x10\x12\x12\x19\n\x15RESOURCE_PATH_INVALID\x10\x13\x12\x18\n\x14\x41PPROVAL_UNAVAILABLE\x10\x14\x12\x16\n\x12\x42UDGET_UNAVAILABLE\x10\x15*o\n\x0e\x41pprovalStatus\x12\x1f\n\x1b\x41PPROVAL_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08\x41PPROVED\x10\x02\x12\n\n\x06\x44\x45NIED\x10\x03\x12\x0b\n\x07\x45XPIRED\x10\x04\x12\x08\n\x04USED\x10\x05\x32\x89\x02\n\x0f\x44\x65\x63isionService\x12R\n\x0f\x43heckPermission\x12\x1e.act.v1.CheckPermissionRequest\x1a\x1f.act.v1.CheckPermissionResponse\x12U\n\x10\x43heckPermissions\x12\x1f.act.v1.CheckPermissionsRequest\x1a .act.v1.CheckPermissionsResponse\x12K\n\x0fWaitForApproval\x12\x1e.act.v1.WaitForApprovalRequest\x1a\x16.act.v1.ApprovalUpdate0\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'act_sdk._proto.decision_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _DECISION._serialized_start=1589
-  _DECISION._serialized_end=1669
-  _REASONCODE._serialized_start=1672
-  _REASONCODE._serialized_end=2176
-  _APPROVALSTATUS._serialized_start=2178
-  _APPROVALSTATUS._serialized_end=2289
+  _DECISION._serialized_start=1641
+  _DECISION._serialized_end=1721
+  _REASONCODE._serialized_start=1724
+  _REASONCODE._serialized_end=2228
+  _APPROVALSTATUS._serialized_start=2230
+  _APPROVALSTATUS._serialized_end=2341
   _CHECKPERMISSIONREQUEST._serialized_start=64
   _CHECKPERMISSIONREQUEST._serialized_end=246
   _DECISIONDETAILS._serialized_start=249
-  _DECISIONDETAILS._serialized_end=589
-  _CHECKPERMISSIONRESPONSE._serialized_start=592
-  _CHECKPERMISSIONRESPONSE._serialized_end=942
-  _CHECKPERMISSIONSREQUEST._serialized_start=944
-  _CHECKPERMISSIONSREQUEST._serialized_end=1032
-  _CHECKITEM._serialized_start=1034
-  _CHECKITEM._serialized_end=1148
-  _CHECKPERMISSIONSRESPONSE._serialized_start=1150
-  _CHECKPERMISSIONSRESPONSE._serialized_end=1235
-  _WAITFORAPPROVALREQUEST._serialized_start=1237
-  _WAITFORAPPROVALREQUEST._serialized_end=1347
-  _APPROVALUPDATE._serialized_start=1350
-  _APPROVALUPDATE._serialized_end=1587
-  _DECISIONSERVICE._serialized_start=2292
-  _DECISIONSERVICE._serialized_end=2557
+  _DECISIONDETAILS._serialized_end=641
+  _CHECKPERMISSIONRESPONSE._serialized_start=644
+  _CHECKPERMISSIONRESPONSE._serialized_end=994
+  _CHECKPERMISSIONSREQUEST._serialized_start=996
+  _CHECKPERMISSIONSREQUEST._serialized_end=1084
+  _CHECKITEM._serialized_start=1086
+  _CHECKITEM._serialized_end=1200
+  _CHECKPERMISSIONSRESPONSE._serialized_start=1202
+  _CHECKPERMISSIONSRESPONSE._serialized_end=1287
+  _WAITFORAPPROVALREQUEST._serialized_start=1289
+  _WAITFORAPPROVALREQUEST._serialized_end=1399
+  _APPROVALUPDATE._serialized_start=1402
+  _APPROVALUPDATE._serialized_end=1639
+  _DECISIONSERVICE._serialized_start=2344
+  _DECISIONSERVICE._serialized_end=2609
 # @@protoc_insertion_point(module_scope)

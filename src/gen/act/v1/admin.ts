@@ -486,10 +486,16 @@ export interface Propagation {
   total: number;
   /** The sidecars in scope that had not applied it when the wait ended. */
   pending_sidecar_ids: string[];
-  /** True when applied == total. */
+  /** True when every connected sidecar in scope applied it and none in scope is cut off. */
   complete: boolean;
   /** How long the call waited, in milliseconds. */
   waited_ms: number;
+  /**
+   * Sidecars in scope that lost their stream without ending it (a partition, a crash) within
+   * the last minute and had not applied the revision: they may still be deciding from their
+   * replica until their staleness bound. complete is false while any is listed.
+   */
+  disconnected_sidecar_ids: string[];
 }
 
 /** AttenuateTokenRequest derives a child token with fewer rights. */
@@ -4355,7 +4361,15 @@ export const RevokeTokenResponse: MessageFns<RevokeTokenResponse> = {
 };
 
 function createBasePropagation(): Propagation {
-  return { revision: 0, applied: 0, total: 0, pending_sidecar_ids: [], complete: false, waited_ms: 0 };
+  return {
+    revision: 0,
+    applied: 0,
+    total: 0,
+    pending_sidecar_ids: [],
+    complete: false,
+    waited_ms: 0,
+    disconnected_sidecar_ids: [],
+  };
 }
 
 export const Propagation: MessageFns<Propagation> = {
@@ -4377,6 +4391,9 @@ export const Propagation: MessageFns<Propagation> = {
     }
     if (message.waited_ms !== 0) {
       writer.uint32(48).uint32(message.waited_ms);
+    }
+    for (const v of message.disconnected_sidecar_ids) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -4442,6 +4459,14 @@ export const Propagation: MessageFns<Propagation> = {
             message.waited_ms = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.disconnected_sidecar_ids.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4470,6 +4495,11 @@ export const Propagation: MessageFns<Propagation> = {
         : isSet(object.waited_ms)
         ? globalThis.Number(object.waited_ms)
         : 0,
+      disconnected_sidecar_ids: globalThis.Array.isArray(object?.disconnectedSidecarIds)
+        ? object.disconnectedSidecarIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.disconnected_sidecar_ids)
+        ? object.disconnected_sidecar_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -4493,6 +4523,9 @@ export const Propagation: MessageFns<Propagation> = {
     if (message.waited_ms !== 0) {
       obj.waitedMs = Math.round(message.waited_ms);
     }
+    if (message.disconnected_sidecar_ids?.length) {
+      obj.disconnectedSidecarIds = message.disconnected_sidecar_ids;
+    }
     return obj;
   },
 
@@ -4507,6 +4540,7 @@ export const Propagation: MessageFns<Propagation> = {
     message.pending_sidecar_ids = object.pending_sidecar_ids?.map((e) => e) || [];
     message.complete = object.complete ?? false;
     message.waited_ms = object.waited_ms ?? 0;
+    message.disconnected_sidecar_ids = object.disconnected_sidecar_ids?.map((e) => e) || [];
     return message;
   },
 };

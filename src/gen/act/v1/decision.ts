@@ -383,7 +383,15 @@ export interface DecisionDetails {
   /** The failing CEL condition or matching approval rule, if any. */
   rule: string;
   /** Actions left in the current rate-limit window; absent when the policy has no rate limit. */
-  remaining_rate?: number | undefined;
+  remaining_rate?:
+    | number
+    | undefined;
+  /**
+   * The approval the request presented when it did not apply (already used, expired, granted
+   * for a different request): links a replay to the grant it tried to use. The answer's
+   * approval_id is then the new request's.
+   */
+  presented_approval_id: string;
 }
 
 /** CheckPermissionResponse is the decision, with the id of its audit record. */
@@ -611,6 +619,7 @@ function createBaseDecisionDetails(): DecisionDetails {
     policy_id: "",
     rule: "",
     remaining_rate: undefined,
+    presented_approval_id: "",
   };
 }
 
@@ -636,6 +645,9 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
     }
     if (message.remaining_rate !== undefined) {
       writer.uint32(56).int64(message.remaining_rate);
+    }
+    if (message.presented_approval_id !== "") {
+      writer.uint32(66).string(message.presented_approval_id);
     }
     return writer;
   },
@@ -709,6 +721,14 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
             message.remaining_rate = longToNumber(reader.int64());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.presented_approval_id = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -754,6 +774,11 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
         : isSet(object.remaining_rate)
         ? globalThis.Number(object.remaining_rate)
         : undefined,
+      presented_approval_id: isSet(object.presentedApprovalId)
+        ? globalThis.String(object.presentedApprovalId)
+        : isSet(object.presented_approval_id)
+        ? globalThis.String(object.presented_approval_id)
+        : "",
     };
   },
 
@@ -780,6 +805,9 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
     if (message.remaining_rate !== undefined) {
       obj.remainingRate = Math.round(message.remaining_rate);
     }
+    if (message.presented_approval_id !== "") {
+      obj.presentedApprovalId = message.presented_approval_id;
+    }
     return obj;
   },
 
@@ -795,6 +823,7 @@ export const DecisionDetails: MessageFns<DecisionDetails> = {
     message.policy_id = object.policy_id ?? "";
     message.rule = object.rule ?? "";
     message.remaining_rate = object.remaining_rate ?? undefined;
+    message.presented_approval_id = object.presented_approval_id ?? "";
     return message;
   },
 };

@@ -87,7 +87,19 @@ export interface SyncRequest {
      * most every 100 ms carrying the latest revision.
      */
     { $case: "applied"; value: Applied }
+    | //
+    /**
+     * The sidecar is stopping: the end of this stream is not a lost connection (receipts
+     * stop counting it as possibly still serving).
+     */
+    { $case: "goodbye"; value: Goodbye }
     | undefined;
+}
+
+/** Goodbye says the sidecar stops deciding (sent on shutdown, just before the stream ends). */
+export interface Goodbye {
+  /** Why, for logs (e.g. "SIGTERM"). */
+  reason: string;
 }
 
 /** Hello introduces the sidecar. */
@@ -408,6 +420,9 @@ export const SyncRequest: MessageFns<SyncRequest> = {
       case "applied":
         Applied.encode(message.msg.value, writer.uint32(26).fork()).join();
         break;
+      case "goodbye":
+        Goodbye.encode(message.msg.value, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -449,6 +464,14 @@ export const SyncRequest: MessageFns<SyncRequest> = {
             message.msg = { $case: "applied", value: Applied.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.msg = { $case: "goodbye", value: Goodbye.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -471,6 +494,8 @@ export const SyncRequest: MessageFns<SyncRequest> = {
         ? { $case: "audit_batch", value: AuditBatch.fromJSON(object.audit_batch) }
         : isSet(object.applied)
         ? { $case: "applied", value: Applied.fromJSON(object.applied) }
+        : isSet(object.goodbye)
+        ? { $case: "goodbye", value: Goodbye.fromJSON(object.goodbye) }
         : undefined,
     };
   },
@@ -483,6 +508,8 @@ export const SyncRequest: MessageFns<SyncRequest> = {
       obj.auditBatch = AuditBatch.toJSON(message.msg.value);
     } else if (message.msg?.$case === "applied") {
       obj.applied = Applied.toJSON(message.msg.value);
+    } else if (message.msg?.$case === "goodbye") {
+      obj.goodbye = Goodbye.toJSON(message.msg.value);
     }
     return obj;
   },
@@ -511,7 +538,80 @@ export const SyncRequest: MessageFns<SyncRequest> = {
         }
         break;
       }
+      case "goodbye": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "goodbye", value: Goodbye.fromPartial(object.msg.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseGoodbye(): Goodbye {
+  return { reason: "" };
+}
+
+export const Goodbye: MessageFns<Goodbye> = {
+  encode(message: Goodbye, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reason !== "") {
+      writer.uint32(10).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Goodbye {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGoodbye();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Goodbye {
+    return { reason: isSet(object.reason) ? globalThis.String(object.reason) : "" };
+  },
+
+  toJSON(message: Goodbye): unknown {
+    const obj: any = {};
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Goodbye>, I>>(base?: I): Goodbye {
+    return Goodbye.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Goodbye>, I>>(object: I): Goodbye {
+    const message = createBaseGoodbye();
+    message.reason = object.reason ?? "";
     return message;
   },
 };
