@@ -1,57 +1,28 @@
 #!/usr/bin/env node
 /**
- * The `act` binary: `act control-plane`, `act sidecar`, and CLI commands.
- * Composition roots only: parse config, build the logger, start, handle signals.
+ * The `act` binary: `act control-plane`, `act sidecar`, and the operator CLI
+ * (`act <noun> <verb>`, src/cli). Composition roots only: parse config, build the
+ * logger, start, handle signals; a start-up failure is one human line on stderr.
  */
+import { format } from 'node:util';
 import { ConfigError, parseOptions, renderHelp, type Specs } from '../common/options';
 import { CONTROL_PLANE_OPTIONS } from '../control-plane/config';
 import type { ControlPlaneConfig } from '../control-plane/server';
 import { SIDECAR_OPTIONS } from '../sidecar/config';
 import type { SidecarConfig } from '../sidecar/server';
 import { createLogger, type Logger } from '../observability/logger';
-import { VERSION } from '../common/version';
-import { CLI_HELP, runCli } from '../cli/cli';
+import { describeStartupError, isGrpcBindNoise, preflight, runCli, type ProcessCommand } from '../cli/cli';
 
-const USAGE = `act — Agent Capability Tokens
-
-Usage:
-  act control-plane [options]   run the control plane (REST + gRPC, embedded LMDB store)
-  act sidecar [options]         run a sidecar: local decisions from a synced LMDB replica, durable audit spool
-  act help | --help             this text
-  act version                   print the version
-
-Operator commands (talk to the control plane's REST API; --url/ACT_URL, --key/ACT_KEY):
-${CLI_HELP}
-
-Run "act <command> --help" for a command's options.
-`;
+const PROCESSES: ProcessCommand[] = [
+  { name: 'control-plane', summary: 'run the control plane (REST + gRPC, embedded LMDB store); --help lists its settings' },
+  { name: 'sidecar', summary: 'run a sidecar: local decisions from a synced replica, durable audit spool; --help lists its settings' },
+];
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  switch (cmd) {
-    case 'control-plane':
-      return runControlPlane(rest);
-    case 'sidecar':
-      return runSidecar(rest);
-    case 'keys':
-    case 'tokens':
-    case 'api-keys':
-    case 'audit':
-      return runCli(cmd, rest);
-    case 'version':
-    case '--version':
-      process.stdout.write(`${VERSION}\n`);
-      return 0;
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(USAGE);
-      return cmd === undefined ? 2 : 0;
-    default:
-      process.stderr.write(`act: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
-      return 2;
-  }
+  if (cmd === 'control-plane') return runControlPlane(rest);
+  if (cmd === 'sidecar') return runSidecar(rest);
+  return runCli(argv, process.env, PROCESSES);
 }
 
 async function runControlPlane(args: string[]): Promise<number> {
@@ -93,6 +64,23 @@ interface ProcessSpec {
   start(cfg: Record<string, unknown>, logger: Logger): Promise<{ stop(): Promise<void> }>;
 }
 
+/**
+ * grpc-js writes its errors to stderr as raw "E …" lines; they go to the JSON log
+ * instead, except its note about a failed bind, which the start-up line reports.
+ */
+function routeGrpcLogs(logger: Logger): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const grpc = require('@grpc/grpc-js') as typeof import('@grpc/grpc-js');
+  const log = logger.child({ component: 'grpc-js' });
+  const to =
+    (level: 'error' | 'info' | 'debug') =>
+    (message?: unknown, ...rest: unknown[]) => {
+      if (isGrpcBindNoise(message)) return;
+      log[level](format(message, ...rest));
+    };
+  grpc.setLogger({ error: to('error'), info: to('info'), debug: to('debug') });
+}
+
 /** Shared shell of the long-running processes: --help, config errors, logger, signals. */
 async function runProcess(args: string[], p: ProcessSpec): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) {
@@ -109,12 +97,27 @@ async function runProcess(args: string[], p: ProcessSpec): Promise<number> {
     }
     throw err;
   }
+  const early = preflight(p.component, p.specs, cfg, process.env);
+  if (early) {
+    process.stderr.write(`${early.message}\n`);
+    return early.exitCode;
+  }
   const logger = createLogger({ level: String(cfg.logLevel) }, { process: p.component, pid: process.pid });
+  routeGrpcLogs(logger);
   const proc = await p.start(cfg, logger).catch((err: Error) => {
-    logger.fatal({ err }, `${p.component} failed to start`);
-    return undefined;
+    const known = describeStartupError(p.component, p.specs, cfg, err);
+    if (known) {
+      process.stderr.write(`${known.message}\n`);
+      return known.exitCode;
+    }
+    // A plain Error is a sentence meant for the user; anything else may be a bug: keep its stack in the log.
+    if (err instanceof Error && err.constructor === Error && !(err as NodeJS.ErrnoException).code)
+      logger.debug({ err }, `${p.component} failed to start`);
+    else logger.fatal({ err }, `${p.component} failed to start`);
+    process.stderr.write(`act ${p.component}: cannot start: ${err.message}\n`);
+    return 1;
   });
-  if (!proc) return 1;
+  if (typeof proc === 'number') return proc;
   return new Promise<number>((resolve) => {
     const onSignal = (sig: string) => {
       logger.info({ signal: sig }, 'shutting down');
