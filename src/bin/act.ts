@@ -11,7 +11,8 @@ import type { ControlPlaneConfig } from '../control-plane/server';
 import { SIDECAR_OPTIONS } from '../sidecar/config';
 import type { SidecarConfig } from '../sidecar/server';
 import { createLogger, type Logger } from '../observability/logger';
-import { describeStartupError, isGrpcBindNoise, preflight, runCli, type ProcessCommand } from '../cli/cli';
+import { describeStartupError, isGrpcBindNoise, preflight } from '../cli/startup-errors';
+import type { ProcessCommand } from '../cli/program';
 
 const PROCESSES: ProcessCommand[] = [
   { name: 'control-plane', summary: 'run the control plane (REST + gRPC, embedded LMDB store); --help lists its settings' },
@@ -22,7 +23,10 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === 'control-plane') return runControlPlane(rest);
   if (cmd === 'sidecar') return runSidecar(rest);
-  return runCli(argv, process.env, PROCESSES);
+  // Loaded on demand: the processes never load the CLI's modules (commander, tables, yaml).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const cli = require('../cli/program') as typeof import('../cli/program');
+  return cli.runCli(argv, process.env, PROCESSES);
 }
 
 async function runControlPlane(args: string[]): Promise<number> {

@@ -81,6 +81,11 @@ export class ApiClient {
       });
     } catch (err) {
       if ((err as Error).name === 'AbortError') throw err;
+      // fetch refuses some ports outright (1, 6000, 6665-6669, …): no connection was tried.
+      if ((err as Error & { cause?: Error }).cause?.message === 'bad port')
+        throw new UsageError(
+          `${this.conn.urlFrom}: ${this.conn.url} uses a port that fetch refuses to connect to; run the ${this.what} on another port`,
+        );
       throw this.unreachable(err);
     }
   }

@@ -24,14 +24,18 @@ export function until(iso: string, now = Date.now()): string {
   return `in ${d ? `${d}d ` : ''}${h || d ? `${h}h ` : ''}${min}m`;
 }
 
+function retryText(ms: number): string {
+  return ms < 60_000 ? `${Math.ceil(ms / 1000)} s` : until(new Date(Date.now() + ms).toISOString());
+}
+
 /** The human lines for a check's answer. */
-export function renderDecision(r: Json, resource: string, retry: string): string {
+export function renderDecision(r: Json, resource: string): string {
   const lines = [`${r.decision ?? (r.allowed ? 'ALLOW' : 'DENY')}  ${r.action}${resource ? ` on ${resource}` : ''}`];
   lines.push(`  reason:     ${r.reason} (${r.reason_code})`);
   const d = (r.details as Json | undefined) ?? {};
   if (d.missing_capability) lines.push(`  missing:    ${d.missing_capability}`);
   if (d.next_allowed_at) lines.push(`  opens at:   ${d.next_allowed_at} (${until(d.next_allowed_at as string)})`);
-  if (d.retry_after_ms) lines.push(`  retry in:   ${Math.ceil(Number(d.retry_after_ms) / 1000)} s`);
+  else if (d.retry_after_ms) lines.push(`  retry in:   ${retryText(Number(d.retry_after_ms))}`);
   if (d.remaining_daily_budget !== undefined && d.remaining_daily_budget !== null && d.remaining_daily_budget >= 0)
     lines.push(`  today left: ${d.remaining_daily_budget}`);
   if (d.rule) lines.push(`  rule:       ${d.rule}${d.policy_id ? ` (${d.policy_id})` : ''}`);
@@ -40,7 +44,7 @@ export function renderDecision(r: Json, resource: string, retry: string): string
     if (r.decision === 'APPROVAL_REQUIRED')
       lines.push(
         `  next:       an approver runs \`act approvals approve ${r.approval_id}\`;`,
-        `              then repeat this check with ${retry} --approval-id ${r.approval_id}`,
+        `              then repeat this check, adding --approval-id ${r.approval_id}`,
         `              (\`act approvals wait ${r.approval_id}\` waits for the decision)`,
       );
   }
@@ -96,8 +100,7 @@ Examples:
         if (c.out.json) await c.out.printJson(r);
         else if (c.out.quiet) await c.out.write(`${r.decision}${r.approval_id ? ` ${r.approval_id}` : ''}\n`);
         else {
-          const retry = 'the same command';
-          await c.out.write(renderDecision(r, (o.resource as string) ?? '', retry));
+          await c.out.write(renderDecision(r, (o.resource as string) ?? ''));
         }
         return r.allowed === true && (r.decision ?? 'ALLOW') === 'ALLOW' ? EXIT.OK : EXIT.DENIED;
       }),
