@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // `npm start`: runs the demo-ready system on the embedded default (LMDB under
 // ./data): a control plane and a sidecar beside it, and prints the admin key
-// with a copy-paste walkthrough of the seed's four steps. The demo admin key is kept in ./data/demo-admin-key (mode 0600)
-// so every start can print it; set ACT_ADMIN_KEY to use your own.
+// with a copy-paste walkthrough of the seed's four steps, an approval, a
+// revocation and an export, all with the `act` CLI. It shows an ALLOW at any
+// hour (a second policy without allowed_hours beside the seed's 09:00-17:00 UTC
+// one) and computes every date (`--expires-in 30d`). The demo admin key is kept
+// in ./data/demo-admin-key (mode 0600) so every start can print it; set
+// ACT_ADMIN_KEY to use your own. Ports: ACT_HTTP_ADDR, ACT_GRPC_ADDR,
+// ACT_SIDECAR_HTTP_ADDR, ACT_SIDECAR_GRPC_ADDR.
 'use strict';
 const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
@@ -21,7 +26,8 @@ if (!adminKey) {
   adminKey = fs.readFileSync(keyFile, 'utf8').trim();
 }
 const httpAddr = process.env.ACT_HTTP_ADDR || '127.0.0.1:8700';
-const env = { ...process.env, ACT_DATA_DIR: dataDir, ACT_ADMIN_KEY: adminKey, ACT_HTTP_ADDR: httpAddr };
+const grpcAddr = process.env.ACT_GRPC_ADDR || '127.0.0.1:8701';
+const env = { ...process.env, ACT_DATA_DIR: dataDir, ACT_ADMIN_KEY: adminKey, ACT_HTTP_ADDR: httpAddr, ACT_GRPC_ADDR: grpcAddr };
 const act = path.join(root, 'dist/bin/act.js');
 
 const children = [];
@@ -99,6 +105,7 @@ waitReady().then(async (ok) => {
     ACT_SIDECAR_ID: 'demo-sidecar',
     ACT_SIDECAR_HTTP_ADDR: sidecarHttp,
     ACT_SIDECAR_GRPC_ADDR: sidecarGrpc,
+    ACT_CONTROL_PLANE: grpcAddr,
   });
   for (let i = 0; i < 100; i++) {
     try {
@@ -108,47 +115,67 @@ waitReady().then(async (ok) => {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  const J = `node -pe 'JSON.parse(require("fs").readFileSync(0)).`;
-  process.stdout.write(`
+  const act = `node ${path.join(root, 'dist/bin/act.js')}`;
+  process.stdout.write(walkthrough({ base, adminKey, act, sidecarHttp, sidecarGrpc, dataDir, grpcAddr }));
+});
+
+/** The copy-paste walkthrough (test/integration/cli-walkthrough.test.ts runs it as printed). */
+function walkthrough({ base, adminKey, act, sidecarHttp, sidecarGrpc, dataDir, grpcAddr }) {
+  const caps = 'read:customer_profile,read:order_history,create:support_ticket,update:ticket_status';
+  return `
 ================================================================================
  ACT is running (embedded LMDB store in ${dataDir})
-   control plane REST  ${base}      gRPC 127.0.0.1:8701 (ACT_GRPC_ADDR)
+   control plane REST  ${base}      gRPC ${grpcAddr} (ACT_GRPC_ADDR)
    sidecar       REST  http://${sidecarHttp}   gRPC ${sidecarGrpc} (decisions, loopback only)
    admin API key       ${adminKey}
 
- The seed's four steps, copy-paste:
+ The seed's four steps with the act CLI, copy-paste (the same over REST with
+ curl: README.md, "The four steps"; every command: act help, docs/cli.md):
 
- export ACT=${base} ACT_KEY=${adminKey}
+# --- walkthrough ---
+act() { ${act} "$@"; }
+export ACT_URL=${base} ACT_KEY=${adminKey}
 
- # 1. Create your agent
- AGENT_ID=$(curl -s -X POST $ACT/api/agents -H "Authorization: Bearer $ACT_KEY" -H 'Content-Type: application/json' \\
-   -d '{"name":"Customer Support Agent","description":"Handles tier-1 customer inquiries","metadata":{"team":"customer-success","environment":"production"}}' \\
-   | ${J}agent_id'); echo $AGENT_ID
+# 1. Create your agent
+AGENT_ID=$(act agents create --name "Customer Support Agent" --description "Handles tier-1 customer inquiries" \\
+  --metadata team=customer-success --metadata environment=production -q); echo $AGENT_ID
 
- # 2. Define a permission policy
- POLICY_ID=$(curl -s -X POST $ACT/api/policies -H "Authorization: Bearer $ACT_KEY" -H 'Content-Type: application/json' \\
-   -d '{"name":"Customer Support Policy","capabilities":["read:customer_profile","read:order_history","create:support_ticket","update:ticket_status"],"constraints":{"max_actions_per_day":1000,"allowed_hours":"09:00-17:00 UTC","rate_limit":"100 per minute"}}' \\
-   | ${J}policy_id'); echo $POLICY_ID
+# 2. Define permission policies: the seed's (09:00-17:00 UTC only) and the same without allowed_hours
+SEED_POLICY_ID=$(act policies create --name "Customer Support Policy" --capability ${caps} \\
+  --max-actions-per-day 1000 --allowed-hours "09:00-17:00 UTC" --rate-limit "100 per minute" -q); echo $SEED_POLICY_ID
+POLICY_ID=$(act policies create --name "Customer Support Policy (any hour)" --capability ${caps} \\
+  --max-actions-per-day 1000 --rate-limit "100 per minute" -q); echo $POLICY_ID
 
- # 3. Generate a capability token
- TOKEN=$(curl -s -X POST $ACT/api/tokens -H "Authorization: Bearer $ACT_KEY" -H 'Content-Type: application/json' \\
-   -d '{"agent_id":"'$AGENT_ID'","policy_ids":["'$POLICY_ID'"],"expires_at":"'$(date -u -d '+30 days' +%Y-%m-%dT%H:%M:%SZ)'","metadata":{"issued_by":"admin@company.com","purpose":"Q4 customer support operations"}}' \\
-   | ${J}token'); echo $TOKEN
+# 3. Generate capability tokens, valid for 30 days from now
+SEED_TOKEN=$(act tokens create --agent $AGENT_ID --policy $SEED_POLICY_ID --expires-in 30d \\
+  --metadata issued_by=admin@company.com --metadata "purpose=Q4 customer support operations" -q)
+TOKEN=$(act tokens create --agent $AGENT_ID --policy $POLICY_ID --expires-in 30d \\
+  --metadata issued_by=admin@company.com --metadata "purpose=Q4 customer support operations" -q)
 
- # 4. Enforce & audit (allowed 09:00-17:00 UTC; outside those hours the answer says when to retry)
- curl -s -X POST $ACT/api/enforcement/check -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-   -d '{"token":"'$TOKEN'","action":"read:customer_profile","resource":"customer_54321","context":{"ip":"10.0.1.50","reason":"User inquiry about order status"}}'; echo
- curl -s -X POST $ACT/api/enforcement/check -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-   -d '{"token":"'$TOKEN'","action":"delete:customer_account","resource":"customer_54321"}'; echo
- curl -s "$ACT/api/audit?limit=5" -H "Authorization: Bearer $ACT_KEY"; echo
+# 4. Enforce & audit
+act check --token $TOKEN --action read:customer_profile --resource customer_54321 \\
+  --ctx ip=10.0.1.50 --ctx "reason=User inquiry about order status"            # ALLOW, at any hour
+act check --token $SEED_TOKEN --action read:customer_profile --resource customer_54321   # ALLOW 09:00-17:00 UTC; else DENY and when it opens
+act check --token $TOKEN --action delete:customer_account --resource customer_54321      # DENY: capability not granted
+act check --sidecar http://${sidecarHttp} --token $TOKEN --action read:customer_profile --resource customer_54321   # answered by the sidecar
+act audit query --limit 5
 
- # The same check answered by the sidecar from its local replica (no key needed on loopback):
- curl -s -X POST http://${sidecarHttp}/api/enforcement/check -H 'Content-Type: application/json' \\
-   -d '{"token":"'$TOKEN'","action":"read:customer_profile","resource":"customer_54321","context":{"ip":"10.0.1.50"}}'; echo
- # or over gRPC (grpcurl, or: npx buf curl --protocol grpc --http2-prior-knowledge ... http://${sidecarGrpc}/act.v1.DecisionService/CheckPermission)
- grpcurl -plaintext -d '{"token":"'$TOKEN'","action":"read:customer_profile","resource":"customer_54321"}' ${sidecarGrpc} act.v1.DecisionService/CheckPermission
+# An approval: payments over 1000 need a human
+PAY_POLICY_ID=$(act policies create --name "Payments" --capability create:transaction \\
+  --approval-rule "context.amount > 1000" -q)
+PAY_TOKEN=$(act tokens create --agent $AGENT_ID --policy $PAY_POLICY_ID --expires-in 1d -q)
+act check --token $PAY_TOKEN --action create:transaction --resource acct_1 --ctx amount=5000   # APPROVAL_REQUIRED, prints the approval id
+APPROVAL_ID=$(act approvals list --status PENDING -q | head -1)
+act approvals approve $APPROVAL_ID --comment "verified with the customer"
+act check --token $PAY_TOKEN --action create:transaction --resource acct_1 --ctx amount=5000 --approval-id $APPROVAL_ID   # ALLOW, once
+
+# A revocation, then the audit trail as CSV
+act tokens revoke $SEED_TOKEN --reason "demo" --wait 5s     # a token id (tok_…) or the token itself
+act check --token $SEED_TOKEN --action read:customer_profile --resource customer_54321   # DENY: TOKEN_REVOKED
+act audit export --format csv --output audit.csv && act audit verify
+# --- end ---
 
  Ctrl-C stops everything.
 ================================================================================
-`);
-});
+`;
+}

@@ -4,6 +4,7 @@ import type { Kit } from '../program';
 import type { Ctx } from '../context';
 import { durationArg, durationMs, keyValue, list, required, seg, timeArg } from '../context';
 import { UsageError } from '../errors';
+import { parseToken } from '../../token/codec';
 import { listItems, pagingOptions, printList, printOne, propagationLine, type Json } from './shared';
 
 const infoFields = (t: Json): [string, unknown][] => [
@@ -33,6 +34,17 @@ async function printIssued(c: Ctx, t: Json): Promise<void> {
     ['token', t.token],
   ]);
   c.out.note('The token is a secret: hand it to the agent (e.g. as ACT_TOKEN). `-q` prints only the token.');
+}
+
+/**
+ * A token id, or a token string whose id is read from its claims locally (the
+ * token itself is never sent: only its id goes into the request path).
+ */
+export function tokenId(v: string): string {
+  if (!v.startsWith('act_')) return v;
+  const p = parseToken(v);
+  if ('error' in p) throw new UsageError(`that is not a valid ACT token (${p.error}); give its id (tok_…) or the whole token`);
+  return p.claims.token_id;
 }
 
 function expiryOptions(cmd: Command, what: string): Command {
@@ -111,10 +123,10 @@ export function registerTokens(program: Command, k: Kit): void {
   tokens
     .command('get')
     .description('show one token (never the token string) (GET /api/tokens/{id})')
-    .argument('<token-id>', 'tok_…')
+    .argument('<token>', 'a token id (tok_…) or the token (act_…)')
     .action(
       k.action(async (c, id: string) => {
-        const t = await c.api().json('GET', `/api/tokens/${seg(id)}`);
+        const t = await c.api().json('GET', `/api/tokens/${seg(tokenId(id))}`);
         await printOne(c, t, 'token_id', infoFields(t));
       }),
     );
@@ -122,14 +134,14 @@ export function registerTokens(program: Command, k: Kit): void {
   tokens
     .command('revoke')
     .description('revoke a token and every token derived from it (POST /api/tokens/{id}/revoke)')
-    .argument('<token-id>', 'tok_…')
+    .argument('<token>', 'a token id (tok_…) or the token (act_…)')
     .option('--reason <text>', 'recorded reason')
     .option('--wait <duration>', 'wait until connected sidecars applied it, e.g. 5s', durationArg)
     .action(
       k.action(async (c, id: string, o: Json) => {
         const body: Json = {};
         if (o.reason !== undefined) body.reason = o.reason;
-        const r = await c.api().json('POST', `/api/tokens/${seg(id)}/revoke`, { body, query: { wait: o.wait } });
+        const r = await c.api().json('POST', `/api/tokens/${seg(tokenId(id))}/revoke`, { body, query: { wait: o.wait } });
         if (c.out.json) return c.out.printJson(r);
         const ids = (r.revoked_token_ids as string[]) ?? [];
         if (c.out.quiet) return c.out.write(ids.map((x) => `${x}\n`).join(''));
@@ -144,7 +156,7 @@ export function registerTokens(program: Command, k: Kit): void {
     tokens
       .command('attenuate')
       .description('derive a child token with fewer rights (POST /api/tokens/{id}/attenuate)')
-      .argument('<token-id>', 'the parent, tok_…')
+      .argument('<token>', 'the parent: a token id (tok_…) or the token (act_…)')
       .option('--capability <cap>', "the child's capabilities, each covered by the parent's (repeatable; required)", list)
       .option('--agent <agent-id>', 'delegate to another agent (default: the parent\'s)'),
     "default: the parent's expiry",
@@ -155,7 +167,7 @@ export function registerTokens(program: Command, k: Kit): void {
       if (exp) body.expires_at = exp;
       if (o.agent) body.agent_id = o.agent;
       if (o.metadata) body.metadata = o.metadata;
-      await printIssued(c, await c.api().json('POST', `/api/tokens/${seg(id)}/attenuate`, { body }));
+      await printIssued(c, await c.api().json('POST', `/api/tokens/${seg(tokenId(id))}/attenuate`, { body }));
     }),
   );
 }
