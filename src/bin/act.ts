@@ -21,8 +21,13 @@ const PROCESSES: ProcessCommand[] = [
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (cmd === 'control-plane') return runControlPlane(rest);
-  if (cmd === 'sidecar') return runSidecar(rest);
+  if (cmd === 'control-plane' || cmd === 'sidecar') {
+    const code = await (cmd === 'control-plane' ? runControlPlane(rest) : runSidecar(rest));
+    // A process that failed to start may hold timers and sockets of what it opened
+    // before the failure (the sidecar's sync client): nothing is left to drain.
+    if (code !== 0) process.exit(code);
+    return code;
+  }
   // Loaded on demand: the processes never load the CLI's modules (commander, tables, yaml).
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const cli = require('../cli/program') as typeof import('../cli/program');

@@ -28,7 +28,7 @@ export function cleanEnv(home = mkdtempSync(path.join(os.tmpdir(), 'act-cli-home
 export function runAct(
   args: string[],
   env: Record<string, string>,
-  o: { input?: string; cwd?: string } = {},
+  o: { input?: string; cwd?: string; timeoutMs?: number } = {},
 ): Promise<ActResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [ACT_BIN, ...args], {
@@ -41,7 +41,12 @@ export function runAct(
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
+    // A process that should have failed but started is killed, not leaked (code null).
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 60_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
     child.stdin.end(o.input ?? '');
   });
 }
