@@ -15,8 +15,15 @@ import { describeStartupError, isGrpcBindNoise, preflight } from '../cli/startup
 import type { ProcessCommand } from '../cli/program';
 
 const PROCESSES: ProcessCommand[] = [
-  { name: 'control-plane', summary: 'run the control plane (REST + gRPC, embedded LMDB store); --help lists its settings' },
-  { name: 'sidecar', summary: 'run a sidecar: local decisions from a synced replica, durable audit spool; --help lists its settings' },
+  {
+    name: 'control-plane',
+    summary: 'run the control plane (REST + gRPC, embedded LMDB store); --help lists its settings',
+  },
+  {
+    name: 'sidecar',
+    summary:
+      'run a sidecar: local decisions from a synced replica, durable audit spool; --help lists its settings',
+  },
 ];
 
 async function main(argv: string[]): Promise<number> {

@@ -31,7 +31,10 @@ export async function sniffExportFile(file: string): Promise<ExportFormat | 'emp
     try {
       const buf = Buffer.alloc(4096);
       const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-      head = buf.subarray(0, bytesRead).toString('utf8').replace(/^\uFEFF/, '');
+      head = buf
+        .subarray(0, bytesRead)
+        .toString('utf8')
+        .replace(/^\uFEFF/, '');
     } finally {
       await fh.close();
     }
@@ -46,7 +49,9 @@ export async function sniffExportFile(file: string): Promise<ExportFormat | 'emp
     throw new UsageError(
       `${file} is a CSV export, which cannot be verified (its columns do not carry every hashed field); export with --format ndjson or json`,
     );
-  throw new UsageError(`${file} is not an audit export (expected NDJSON or a JSON array from act audit export)`);
+  throw new UsageError(
+    `${file} is not an audit export (expected NDJSON or a JSON array from act audit export)`,
+  );
 }
 
 /** Records of an export file, in file order. */

@@ -152,7 +152,10 @@ export class ApiClient {
     const e = err as Error & { cause?: { code?: string; message?: string } };
     const code = e.cause?.code ?? (e as NodeJS.ErrnoException).code ?? '';
     const why = NETWORK_CODES[code] ?? e.cause?.message ?? e.message;
-    const flag = this.what === 'sidecar' ? '--sidecar/ACT_SIDECAR_URL' : `--url/ACT_URL (now from ${this.conn.urlFrom})`;
-    return new UnreachableError(`cannot reach the ${this.what} at ${this.conn.url} (${why}); is it running? set ${flag}`);
+    const flag =
+      this.what === 'sidecar' ? '--sidecar/ACT_SIDECAR_URL' : `--url/ACT_URL (now from ${this.conn.urlFrom})`;
+    return new UnreachableError(
+      `cannot reach the ${this.what} at ${this.conn.url} (${why}); is it running? set ${flag}`,
+    );
   }
 }

@@ -50,7 +50,9 @@ export function readConfig(file: string): CliConfigFile {
   try {
     v = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(`the config file ${file} is not valid JSON (${(err as Error).message}); fix it or run act login again`);
+    throw new UsageError(
+      `the config file ${file} is not valid JSON (${(err as Error).message}); fix it or run act login again`,
+    );
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new UsageError(`the config file ${file} must hold a JSON object such as {"url":"…","key":"…"}`);
@@ -85,7 +87,10 @@ export function writeConfig(file: string, cfg: CliConfigFile): void {
  * "localhost:8700" parses as a URL with the scheme "localhost:".
  */
 export function parseBaseUrl(raw: string, from: string): string {
-  const hint = /^[\w.-]+:\d+(\/.*)?$/.test(raw) || /^\[[0-9a-fA-F:]+\]:\d+/.test(raw) ? ` (did you mean http://${raw}?)` : '';
+  const hint =
+    /^[\w.-]+:\d+(\/.*)?$/.test(raw) || /^\[[0-9a-fA-F:]+\]:\d+/.test(raw)
+      ? ` (did you mean http://${raw}?)`
+      : '';
   let u: URL;
   try {
     u = new URL(raw);
@@ -94,7 +99,8 @@ export function parseBaseUrl(raw: string, from: string): string {
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:')
     throw new UsageError(`${from}: ${JSON.stringify(raw)} is not an http:// or https:// URL${hint}`);
-  if (u.search || u.hash) throw new UsageError(`${from}: ${JSON.stringify(raw)} must not have a query or fragment`);
+  if (u.search || u.hash)
+    throw new UsageError(`${from}: ${JSON.stringify(raw)} must not have a query or fragment`);
   if (u.username || u.password)
     throw new UsageError(`${from}: put the API key in --key/ACT_KEY, not in the URL`);
   return u.toString().replace(/\/+$/, '');
@@ -108,9 +114,7 @@ export function resolveConnection(
 ): Connection {
   const file = configPath(flags.config, env);
   const cfg = o.readFile === false ? {} : readConfig(file);
-  const pick = (
-    ...c: [string | undefined, string][]
-  ): [string, string] | [undefined, undefined] => {
+  const pick = (...c: [string | undefined, string][]): [string, string] | [undefined, undefined] => {
     for (const [v, from] of c) if (v !== undefined && v !== '') return [v, from];
     return [undefined, undefined];
   };

@@ -54,7 +54,10 @@ export class Ctx {
   /** A client for a sidecar's loopback REST API (no key). */
   sidecar(raw: string, from: string): ApiClient {
     const url = parseBaseUrl(raw, from);
-    return new ApiClient({ url, urlFrom: from, key: undefined, keyFrom: undefined, configPath: '' }, 'sidecar');
+    return new ApiClient(
+      { url, urlFrom: from, key: undefined, keyFrom: undefined, configPath: '' },
+      'sidecar',
+    );
   }
 }
 
@@ -75,7 +78,10 @@ export function repeat(value: string, previous: string[] | undefined): string[] 
 }
 
 /** Repeatable `key=value`; values stay strings (metadata is string to string). */
-export function keyValue(value: string, previous: Record<string, string> | undefined): Record<string, string> {
+export function keyValue(
+  value: string,
+  previous: Record<string, string> | undefined,
+): Record<string, string> {
   const eq = value.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError(`expected key=value, got ${JSON.stringify(value)}`);
   return { ...(previous ?? {}), [value.slice(0, eq)]: value.slice(eq + 1) };
@@ -122,7 +128,9 @@ export function durationMs(value: string): number {
 export function timeArg(value: string): string {
   if (/^\d+(ms|s|m|h|d)$/.test(value)) return new Date(Date.now() - duration(value, 'value')).toISOString();
   if (Number.isNaN(Date.parse(value)) || !/^\d{4}-\d{2}-\d{2}/.test(value))
-    throw new InvalidArgumentError('expected an RFC 3339 time (2026-01-31T09:00:00Z) or a duration ago (1h, 7d)');
+    throw new InvalidArgumentError(
+      'expected an RFC 3339 time (2026-01-31T09:00:00Z) or a duration ago (1h, 7d)',
+    );
   return value;
 }
 

@@ -23,7 +23,9 @@ import { exitQuietlyOnClosedPipe } from './output';
 /** What a command module gets to define its verbs. */
 export interface Kit {
   /** Wraps a verb's handler: builds the context, records the exit code. */
-  action<A extends unknown[]>(fn: (c: Ctx, ...args: A) => Promise<number | void>): (...args: unknown[]) => Promise<void>;
+  action<A extends unknown[]>(
+    fn: (c: Ctx, ...args: A) => Promise<number | void>,
+  ): (...args: unknown[]) => Promise<void>;
 }
 
 /** A long-running process (`act control-plane`, `act sidecar`) listed in the help; run by the binary itself. */
@@ -56,7 +58,11 @@ const FIRST_STEPS = `The four steps, an approval, a revocation and an export:
   act audit export --format csv --output audit.csv`;
 
 /** Builds the program; `processes` are listed and suggested but run by the caller. */
-export function buildProgram(env: NodeJS.ProcessEnv, state: { code: number }, processes: ProcessCommand[] = []): Command {
+export function buildProgram(
+  env: NodeJS.ProcessEnv,
+  state: { code: number },
+  processes: ProcessCommand[] = [],
+): Command {
   const program = new Command('act');
   program
     .description('ACT — Agent Capability Tokens: least-privilege, audited permission checks for AI agents.')
@@ -74,7 +80,10 @@ export function buildProgram(env: NodeJS.ProcessEnv, state: { code: number }, pr
     .configureOutput({
       outputError: (str, write) => write(str.replace(/^error: /, 'act: ')),
     })
-    .addHelpText('after', `\n${ENV_HELP}\n\n${EXIT_CODES_HELP}\n\n${FIRST_STEPS}\n\nRun "act <command> --help" or "act <command> <verb> --help" for details; docs/cli.md has them all.`);
+    .addHelpText(
+      'after',
+      `\n${ENV_HELP}\n\n${EXIT_CODES_HELP}\n\n${FIRST_STEPS}\n\nRun "act <command> --help" or "act <command> <verb> --help" for details; docs/cli.md has them all.`,
+    );
 
   for (const p of processes)
     program

@@ -73,10 +73,15 @@ export function preflight(
   cfg: Record<string, unknown>,
   env: NodeJS.ProcessEnv,
 ): StartupProblem | undefined {
-  const fail = (message: string): StartupProblem => ({ message: `act ${component}: ${message}`, exitCode: 2 });
+  const fail = (message: string): StartupProblem => ({
+    message: `act ${component}: ${message}`,
+    exitCode: 2,
+  });
   for (const prefix of ['tls', 'webhookTls'])
     if (`${prefix}Cert` in specs && `${prefix}Key` in specs && !cfg[`${prefix}Cert`] !== !cfg[`${prefix}Key`])
-      return fail(`set both ${flagOf(specs, `${prefix}Cert`)} and ${flagOf(specs, `${prefix}Key`)}, or neither`);
+      return fail(
+        `set both ${flagOf(specs, `${prefix}Cert`)} and ${flagOf(specs, `${prefix}Key`)}, or neither`,
+      );
   const read = new Map<string, Buffer>();
   for (const key of Object.keys(specs).filter((k) => FILE_KEYS.test(k))) {
     const file = cfg[key];
@@ -86,7 +91,9 @@ export function preflight(
       pem = readFileSync(file);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
-      return fail(`cannot read ${file} (${FILE_REASONS[code] ?? (err as Error).message}): set ${flagOf(specs, key)}`);
+      return fail(
+        `cannot read ${file} (${FILE_REASONS[code] ?? (err as Error).message}): set ${flagOf(specs, key)}`,
+      );
     }
     const kind = /Key$/.test(key) ? 'private key' : 'certificate';
     try {
@@ -113,17 +120,25 @@ export function preflight(
 }
 
 /** The listen error inside what start() threw (node's net errors, or grpc-js's bind summary). */
-function listenError(err: Error & NodeJS.ErrnoException & { address?: string; port?: number }):
-  | { code: string; addr: string }
-  | undefined {
-  if (err.syscall === 'listen' || err.syscall === 'bind' || (err.code && err.code in LISTEN_REASONS && err.address)) {
+function listenError(
+  err: Error & NodeJS.ErrnoException & { address?: string; port?: number },
+): { code: string; addr: string } | undefined {
+  if (
+    err.syscall === 'listen' ||
+    err.syscall === 'bind' ||
+    (err.code && err.code in LISTEN_REASONS && err.address)
+  ) {
     if (err.address !== undefined) {
-      const host = err.address.includes(':') && !err.address.startsWith('/') ? `[${err.address}]` : err.address;
+      const host =
+        err.address.includes(':') && !err.address.startsWith('/') ? `[${err.address}]` : err.address;
       return { code: err.code ?? '', addr: err.port !== undefined ? `${host}:${err.port}` : err.address };
     }
   }
   // grpc-js: "No address added out of total 1 resolved errors: [listen EADDRINUSE: address already in use 127.0.0.1:8701]"
-  const m = /\b(?:listen|bind) (E[A-Z_]+)(?::[^\]\n]*?)? (\[[0-9a-fA-F:]+\]:\d+|[^\s\]]+:\d+|\/[^\s\]]+)/.exec(err.message ?? '');
+  const m =
+    /\b(?:listen|bind) (E[A-Z_]+)(?::[^\]\n]*?)? (\[[0-9a-fA-F:]+\]:\d+|[^\s\]]+:\d+|\/[^\s\]]+)/.exec(
+      err.message ?? '',
+    );
   if (m) return { code: m[1]!, addr: m[2]! };
   if (/^No address added out of total \d+ resolved/.test(err.message ?? '')) return { code: '', addr: '' };
   return undefined;
@@ -148,7 +163,10 @@ export function describeStartupError(
   err: unknown,
 ): StartupProblem | undefined {
   const e = err as Error & NodeJS.ErrnoException & { address?: string; port?: number };
-  const fail = (message: string, exitCode = 1): StartupProblem => ({ message: `act ${component}: ${message}`, exitCode });
+  const fail = (message: string, exitCode = 1): StartupProblem => ({
+    message: `act ${component}: ${message}`,
+    exitCode,
+  });
   const le = listenError(e);
   if (le) {
     const candidates = listeners(specs, cfg);

@@ -16,7 +16,9 @@ export interface ActResult {
 }
 
 /** The environment without ACT_* settings, with a fresh HOME. */
-export function cleanEnv(home = mkdtempSync(path.join(os.tmpdir(), 'act-cli-home-'))): Record<string, string> {
+export function cleanEnv(
+  home = mkdtempSync(path.join(os.tmpdir(), 'act-cli-home-')),
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env))
     if (v !== undefined && !k.startsWith('ACT_') && k !== 'XDG_CONFIG_HOME') env[k] = v;

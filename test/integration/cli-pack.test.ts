@@ -27,22 +27,35 @@ describe('the packed act package', function () {
   });
 
   it('npm pack, npm install <tarball>, then act version and act help through the bin link', async () => {
-    const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', tmp.dir], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
+    const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', tmp.dir], {
+      cwd: ROOT,
+      maxBuffer: 64 * 1024 * 1024,
+    });
     const [info] = JSON.parse(stdout) as { filename: string; files: { path: string; mode: number }[] }[];
     const binEntry = info!.files.find((f) => f.path === 'dist/bin/act.js');
     assert.ok(binEntry, 'the tarball holds dist/bin/act.js');
     assert.ok((binEntry.mode & 0o111) !== 0, 'packed with its execute bit');
     assert.ok(info!.files.some((f) => f.path === 'dist/gen/act.binpb'));
-    assert.equal(info!.files.some((f) => f.path.startsWith('test/') || f.path.startsWith('src/')), false);
+    assert.equal(
+      info!.files.some((f) => f.path.startsWith('test/') || f.path.startsWith('src/')),
+      false,
+    );
 
     const app = path.join(tmp.dir, 'app');
     await run('mkdir', ['-p', app]);
-    writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
+    writeFileSync(
+      path.join(app, 'package.json'),
+      JSON.stringify({ name: 'app', version: '1.0.0', private: true }),
+    );
     // From npm's cache where it can (npm ci filled it); the registry otherwise.
-    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', path.join(tmp.dir, info!.filename)], {
-      cwd: app,
-      maxBuffer: 64 * 1024 * 1024,
-    });
+    await run(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--prefer-offline', path.join(tmp.dir, info!.filename)],
+      {
+        cwd: app,
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
     const link = path.join(app, 'node_modules/.bin/act');
     const version = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version as string;
     // run the link itself: the kernel reads the shebang (no `node` in front)

@@ -37,13 +37,17 @@ describe('act control-plane / act sidecar start-up errors', function () {
   let n = 0;
   const dataDir = () => path.join(tmp.dir, `data-${++n}`);
   const cp = (args: string[], extra: Record<string, string> = {}) =>
-    runAct(['control-plane', '--data-dir', dataDir(), ...args], {
-      ...env,
-      ACT_ADMIN_KEY: TEST_ADMIN_KEY,
-      ACT_HTTP_ADDR: '127.0.0.1:0',
-      ACT_GRPC_ADDR: '127.0.0.1:0',
-      ...extra,
-    }, { timeoutMs: 20_000 });
+    runAct(
+      ['control-plane', '--data-dir', dataDir(), ...args],
+      {
+        ...env,
+        ACT_ADMIN_KEY: TEST_ADMIN_KEY,
+        ACT_HTTP_ADDR: '127.0.0.1:0',
+        ACT_GRPC_ADDR: '127.0.0.1:0',
+        ...extra,
+      },
+      { timeoutMs: 20_000 },
+    );
   const sidecar = async (args: string[], extra: Record<string, string> = {}) =>
     runAct(
       ['sidecar', '--data-dir', dataDir(), '--control-plane', `127.0.0.1:${await freePort()}`, ...args],
@@ -82,12 +86,18 @@ describe('act control-plane / act sidecar start-up errors', function () {
   it('control plane: a gRPC or REST port in use names --grpc-addr or --http-addr', async () => {
     const busy = await occupy();
     try {
-      const g = await cp(["--grpc-addr", `127.0.0.1:${busy.port}`]);
+      const g = await cp(['--grpc-addr', `127.0.0.1:${busy.port}`]);
       assert.equal(g.code, 1);
-      assert.equal(oneLine(g), `act control-plane: cannot listen on 127.0.0.1:${busy.port} (address in use): set --grpc-addr/ACT_GRPC_ADDR`);
+      assert.equal(
+        oneLine(g),
+        `act control-plane: cannot listen on 127.0.0.1:${busy.port} (address in use): set --grpc-addr/ACT_GRPC_ADDR`,
+      );
       const h = await cp([], { ACT_HTTP_ADDR: `127.0.0.1:${busy.port}` });
       assert.equal(h.code, 1);
-      assert.equal(oneLine(h), `act control-plane: cannot listen on 127.0.0.1:${busy.port} (address in use): set --http-addr/ACT_HTTP_ADDR`);
+      assert.equal(
+        oneLine(h),
+        `act control-plane: cannot listen on 127.0.0.1:${busy.port} (address in use): set --http-addr/ACT_HTTP_ADDR`,
+      );
     } finally {
       await busy.close();
     }
@@ -97,14 +107,22 @@ describe('act control-plane / act sidecar start-up errors', function () {
     const busy = await occupy();
     try {
       const r = await cp([
-        '--webhook-addr', `127.0.0.1:${busy.port}`,
-        '--webhook-tls-cert', certs.cert,
-        '--webhook-tls-key', certs.key,
-        '--sidecar-image', 'act:test',
-        '--sidecar-control-plane', 'act.act-system.svc:8701',
+        '--webhook-addr',
+        `127.0.0.1:${busy.port}`,
+        '--webhook-tls-cert',
+        certs.cert,
+        '--webhook-tls-key',
+        certs.key,
+        '--sidecar-image',
+        'act:test',
+        '--sidecar-control-plane',
+        'act.act-system.svc:8701',
       ]);
       assert.equal(r.code, 1);
-      assert.equal(oneLine(r), `act control-plane: cannot listen on 127.0.0.1:${busy.port} (address in use): set --webhook-addr/ACT_WEBHOOK_ADDR`);
+      assert.equal(
+        oneLine(r),
+        `act control-plane: cannot listen on 127.0.0.1:${busy.port} (address in use): set --webhook-addr/ACT_WEBHOOK_ADDR`,
+      );
     } finally {
       await busy.close();
     }
@@ -115,10 +133,16 @@ describe('act control-plane / act sidecar start-up errors', function () {
     try {
       const g = await sidecar(['--grpc-addr', `127.0.0.1:${busy.port}`]);
       assert.equal(g.code, 1);
-      assert.equal(oneLine(g), `act sidecar: cannot listen on 127.0.0.1:${busy.port} (address in use): set --grpc-addr/ACT_SIDECAR_GRPC_ADDR`);
+      assert.equal(
+        oneLine(g),
+        `act sidecar: cannot listen on 127.0.0.1:${busy.port} (address in use): set --grpc-addr/ACT_SIDECAR_GRPC_ADDR`,
+      );
       const h = await sidecar([], { ACT_SIDECAR_HTTP_ADDR: `127.0.0.1:${busy.port}` });
       assert.equal(h.code, 1);
-      assert.equal(oneLine(h), `act sidecar: cannot listen on 127.0.0.1:${busy.port} (address in use): set --http-addr/ACT_SIDECAR_HTTP_ADDR`);
+      assert.equal(
+        oneLine(h),
+        `act sidecar: cannot listen on 127.0.0.1:${busy.port} (address in use): set --http-addr/ACT_SIDECAR_HTTP_ADDR`,
+      );
     } finally {
       await busy.close();
     }
@@ -126,7 +150,11 @@ describe('act control-plane / act sidecar start-up errors', function () {
 
   it('sidecar: a missing key says which flag and how to create one (exit 2, nothing written)', async () => {
     const dir = path.join(tmp.dir, 'sidecar-nokey');
-    const r = await runAct(['sidecar', '--data-dir', dir, '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0'], env, { timeoutMs: 20_000 });
+    const r = await runAct(
+      ['sidecar', '--data-dir', dir, '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0'],
+      env,
+      { timeoutMs: 20_000 },
+    );
     assert.equal(r.code, 2);
     assert.equal(
       oneLine(r),
@@ -137,11 +165,26 @@ describe('act control-plane / act sidecar start-up errors', function () {
 
   it('bad TLS files: missing, not PEM, a key of another certificate, one without the other (exit 2)', async () => {
     const cases: [string[], string][] = [
-      [['--tls-cert', path.join(tmp.dir, 'nope.crt'), '--tls-key', certs.key], `act control-plane: cannot read ${path.join(tmp.dir, 'nope.crt')} (no such file or directory): set --tls-cert/ACT_TLS_CERT`],
-      [['--tls-cert', certs.notPem, '--tls-key', certs.key], `act control-plane: ${certs.notPem} is not a PEM certificate: set --tls-cert/ACT_TLS_CERT`],
-      [['--tls-cert', certs.cert, '--tls-key', certs.notPem], `act control-plane: ${certs.notPem} is not a PEM private key: set --tls-key/ACT_TLS_KEY`],
-      [['--tls-cert', certs.cert, '--tls-key', certs.otherKey], `act control-plane: ${certs.otherKey} is not the private key of ${certs.cert}: set --tls-cert/ACT_TLS_CERT and --tls-key/ACT_TLS_KEY to a matching pair`],
-      [['--tls-cert', certs.cert], 'act control-plane: set both --tls-cert/ACT_TLS_CERT and --tls-key/ACT_TLS_KEY, or neither'],
+      [
+        ['--tls-cert', path.join(tmp.dir, 'nope.crt'), '--tls-key', certs.key],
+        `act control-plane: cannot read ${path.join(tmp.dir, 'nope.crt')} (no such file or directory): set --tls-cert/ACT_TLS_CERT`,
+      ],
+      [
+        ['--tls-cert', certs.notPem, '--tls-key', certs.key],
+        `act control-plane: ${certs.notPem} is not a PEM certificate: set --tls-cert/ACT_TLS_CERT`,
+      ],
+      [
+        ['--tls-cert', certs.cert, '--tls-key', certs.notPem],
+        `act control-plane: ${certs.notPem} is not a PEM private key: set --tls-key/ACT_TLS_KEY`,
+      ],
+      [
+        ['--tls-cert', certs.cert, '--tls-key', certs.otherKey],
+        `act control-plane: ${certs.otherKey} is not the private key of ${certs.cert}: set --tls-cert/ACT_TLS_CERT and --tls-key/ACT_TLS_KEY to a matching pair`,
+      ],
+      [
+        ['--tls-cert', certs.cert],
+        'act control-plane: set both --tls-cert/ACT_TLS_CERT and --tls-key/ACT_TLS_KEY, or neither',
+      ],
     ];
     for (const [args, line] of cases) {
       const r = await cp(args);
@@ -150,13 +193,21 @@ describe('act control-plane / act sidecar start-up errors', function () {
     }
     const ca = await sidecar(['--tls-ca', path.join(tmp.dir, 'nope-ca.pem')]);
     assert.equal(ca.code, 2);
-    assert.equal(oneLine(ca), `act sidecar: cannot read ${path.join(tmp.dir, 'nope-ca.pem')} (no such file or directory): set --tls-ca/ACT_TLS_CA`);
+    assert.equal(
+      oneLine(ca),
+      `act sidecar: cannot read ${path.join(tmp.dir, 'nope-ca.pem')} (no such file or directory): set --tls-ca/ACT_TLS_CA`,
+    );
   });
 
   it('bad values are reported together, each with its flag and variable (exit 2)', async () => {
-    const r = await runAct(['control-plane', '--http-addr', 'nonsense', '--max-body-bytes', '-1'], env, { timeoutMs: 20_000 });
+    const r = await runAct(['control-plane', '--http-addr', 'nonsense', '--max-body-bytes', '-1'], env, {
+      timeoutMs: 20_000,
+    });
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /^act control-plane: invalid configuration:\n  - --http-addr \/ ACT_HTTP_ADDR: expected host:port such as 127\.0\.0\.1:8700, got "nonsense"\n  - --max-body-bytes \/ ACT_MAX_BODY_BYTES: expected a positive integer/);
+    assert.match(
+      r.stderr,
+      /^act control-plane: invalid configuration:\n {2}- --http-addr \/ ACT_HTTP_ADDR: expected host:port such as 127\.0\.0\.1:8700, got "nonsense"\n {2}- --max-body-bytes \/ ACT_MAX_BODY_BYTES: expected a positive integer/,
+    );
     const s = await runAct(['sidecar'], { ...env, ACT_STALE_AFTER: 'soon' }, { timeoutMs: 20_000 });
     assert.equal(s.code, 2);
     assert.match(s.stderr, /--stale-after \/ ACT_STALE_AFTER: expected a duration/);
@@ -168,9 +219,26 @@ describe('act control-plane / act sidecar start-up errors', function () {
   it('an unusable data directory names --data-dir; other refusals are one line too', async () => {
     const file = path.join(tmp.dir, 'a-file');
     writeFileSync(file, 'x');
-    const r = await runAct(['control-plane', '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--data-dir', path.join(file, 'sub')], { ...env, ACT_ADMIN_KEY: TEST_ADMIN_KEY }, { timeoutMs: 20_000 });
+    const r = await runAct(
+      [
+        'control-plane',
+        '--http-addr',
+        '127.0.0.1:0',
+        '--grpc-addr',
+        '127.0.0.1:0',
+        '--data-dir',
+        path.join(file, 'sub'),
+      ],
+      { ...env, ACT_ADMIN_KEY: TEST_ADMIN_KEY },
+      { timeoutMs: 20_000 },
+    );
     assert.equal(r.code, 1);
-    assert.match(oneLine(r), new RegExp(`^act control-plane: cannot use the data directory ${file}/sub \\(a parent is not a directory: .*\\): set --data-dir/ACT_DATA_DIR$`));
+    assert.match(
+      oneLine(r),
+      new RegExp(
+        `^act control-plane: cannot use the data directory ${file}/sub \\(a parent is not a directory: .*\\): set --data-dir/ACT_DATA_DIR$`,
+      ),
+    );
     mkdirSync(path.join(tmp.dir, 'ok-dir'));
     const pg = await cp([], { ACT_DATABASE_URL: 'postgres://localhost/act' });
     assert.equal(pg.code, 1);

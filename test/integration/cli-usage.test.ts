@@ -59,12 +59,19 @@ describe('act CLI usage and errors', function () {
       assert.match(h.stdout, new RegExp(`^Usage: act ${noun.name()} `));
       assert.ok(h.stdout.includes('--json'), `${noun.name()} --help shows the global options`);
       for (const verb of verbs) {
-        assert.match(h.stdout, new RegExp(`^  ${verb.name()}\\b`, 'm'), `${noun.name()} --help lacks ${verb.name()}`);
+        assert.match(
+          h.stdout,
+          new RegExp(`^  ${verb.name()}\\b`, 'm'),
+          `${noun.name()} --help lacks ${verb.name()}`,
+        );
         const vh = await runAct([noun.name(), verb.name(), '--help'], base);
         assert.equal(vh.code, 0, `${noun.name()} ${verb.name()} --help`);
         assert.match(vh.stdout, new RegExp(`^Usage: act ${noun.name()} ${verb.name()}\\b`));
         const flat = (t: string) => t.replace(/\s+/g, ' ');
-        assert.ok(flat(vh.stdout).includes(flat(verb.description())), `${noun.name()} ${verb.name()} --help lacks its description`);
+        assert.ok(
+          flat(vh.stdout).includes(flat(verb.description())),
+          `${noun.name()} ${verb.name()} --help lacks its description`,
+        );
         assert.equal(vh.stderr, '');
       }
       if (verbs.length > 0) {
@@ -85,7 +92,10 @@ describe('act CLI usage and errors', function () {
       [['tokens', 'create', '--agnet', 'agent_x'], /Did you mean --agent\?/],
       [['audit', 'export', '--fromat', 'csv'], /Did you mean --format\?/],
       [['control-plan'], /Did you mean control-plane\?/],
-      [['audit', 'export', '--format', 'xml'], /argument 'xml' is invalid\. Allowed choices are csv, json, ndjson/],
+      [
+        ['audit', 'export', '--format', 'xml'],
+        /argument 'xml' is invalid\. Allowed choices are csv, json, ndjson/,
+      ],
       [['agents', 'list', '--limit', 'many'], /expected a positive integer/],
       [['tokens', 'revoke', '--wait', 'soon', 'tok_x'], /expected a duration/],
       [['agents', 'get'], /missing required argument 'agent-id'/],
@@ -101,12 +111,25 @@ describe('act CLI usage and errors', function () {
   it('a missing key names --key, ACT_KEY and act login; a wrong key says so (401 → exit 1)', async () => {
     const none = await runAct(['agents', 'list'], { ...base, ACT_URL: cp.url });
     assert.equal(none.code, 2);
-    assert.equal(none.stderr, 'act: no API key: pass --key KEY, set ACT_KEY, or save one with `act login --url URL --key KEY`\n');
-    const wrong = await runAct(['agents', 'list'], { ...base, ACT_URL: cp.url, ACT_KEY: 'wrong-key-123456789' });
+    assert.equal(
+      none.stderr,
+      'act: no API key: pass --key KEY, set ACT_KEY, or save one with `act login --url URL --key KEY`\n',
+    );
+    const wrong = await runAct(['agents', 'list'], {
+      ...base,
+      ACT_URL: cp.url,
+      ACT_KEY: 'wrong-key-123456789',
+    });
     assert.equal(wrong.code, 1);
-    assert.match(wrong.stderr, /^act: HTTP 401 UNAUTHENTICATED: .* — the API key from ACT_KEY was not accepted; check --key \/ ACT_KEY, or run `act login/);
+    assert.match(
+      wrong.stderr,
+      /^act: HTTP 401 UNAUTHENTICATED: .* — the API key from ACT_KEY was not accepted; check --key \/ ACT_KEY, or run `act login/,
+    );
     // ACT_ADMIN_KEY is the last resort of the environment
-    assert.equal((await runAct(['agents', 'list'], { ...base, ACT_URL: cp.url, ACT_ADMIN_KEY: cp.adminKey })).code, 0);
+    assert.equal(
+      (await runAct(['agents', 'list'], { ...base, ACT_URL: cp.url, ACT_ADMIN_KEY: cp.adminKey })).code,
+      0,
+    );
   });
 
   it('a URL that does not parse is a usage error (2), distinct from an unreachable control plane (3)', async () => {
@@ -119,7 +142,10 @@ describe('act CLI usage and errors', function () {
     );
     const host = await runAct(['agents', 'list'], { ...env, ACT_URL: 'localhost:8700' });
     assert.equal(host.code, 2);
-    assert.match(host.stderr, /^act: ACT_URL: "localhost:8700" is not an http:\/\/ or https:\/\/ URL \(did you mean http:\/\/localhost:8700\?\)/);
+    assert.match(
+      host.stderr,
+      /^act: ACT_URL: "localhost:8700" is not an http:\/\/ or https:\/\/ URL \(did you mean http:\/\/localhost:8700\?\)/,
+    );
     assert.equal((await runAct(['agents', 'list', '--url', 'http://user:pw@127.0.0.1:1'], env)).code, 2);
     const port = await freePort();
     const down = await runAct(['agents', 'list', '--url', `http://127.0.0.1:${port}`], env);
@@ -128,7 +154,10 @@ describe('act CLI usage and errors', function () {
       down.stderr,
       `act: cannot reach the control plane at http://127.0.0.1:${port} (connection refused); is it running? set --url/ACT_URL (now from --url)\n`,
     );
-    const side = await runAct(['check', '--sidecar', `http://127.0.0.1:${port}`, '--token', 'act_x.y', '--action', 'read:x'], env);
+    const side = await runAct(
+      ['check', '--sidecar', `http://127.0.0.1:${port}`, '--token', 'act_x.y', '--action', 'read:x'],
+      env,
+    );
     assert.equal(side.code, 3);
     assert.match(side.stderr, /cannot reach the sidecar at .* set --sidecar\/ACT_SIDECAR_URL/);
     // a trailing slash is fine
@@ -145,7 +174,10 @@ describe('act CLI usage and errors', function () {
     assert.match(bad.stderr, /HTTP 401/);
     assert.throws(() => statSync(file), 'nothing saved for a wrong key');
     const port = await freePort();
-    assert.equal((await runAct(['login', '--url', `http://127.0.0.1:${port}`, '--key', cp.adminKey], env)).code, 3);
+    assert.equal(
+      (await runAct(['login', '--url', `http://127.0.0.1:${port}`, '--key', cp.adminKey], env)).code,
+      3,
+    );
 
     const ok = await runAct(['login', '--url', cp.url, '--key', '-'], env, { input: `${cp.adminKey}\n` });
     assert.equal(ok.code, 0, ok.stderr);
@@ -153,7 +185,11 @@ describe('act CLI usage and errors', function () {
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.equal(statSync(path.dirname(file)).mode & 0o777, 0o700);
     assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), { url: cp.url, key: cp.adminKey });
-    assert.equal(ok.stdout.includes(cp.adminKey) || ok.stderr.includes(cp.adminKey), false, 'the key is not echoed');
+    assert.equal(
+      ok.stdout.includes(cp.adminKey) || ok.stderr.includes(cp.adminKey),
+      false,
+      'the key is not echoed',
+    );
 
     // config alone
     assert.equal((await runAct(['agents', 'list'], env)).code, 0);
@@ -162,7 +198,11 @@ describe('act CLI usage and errors', function () {
     assert.equal(envWins.code, 1);
     assert.match(envWins.stderr, /the API key from ACT_KEY/);
     // the flag beats env
-    assert.equal((await runAct(['agents', 'list', '--key', cp.adminKey], { ...env, ACT_KEY: 'wrong-key-123456789' })).code, 0);
+    assert.equal(
+      (await runAct(['agents', 'list', '--key', cp.adminKey], { ...env, ACT_KEY: 'wrong-key-123456789' }))
+        .code,
+      0,
+    );
     // same for the URL: env over config, flag over env
     const downUrl = `http://127.0.0.1:${port}`;
     assert.equal((await runAct(['agents', 'list'], { ...env, ACT_URL: downUrl })).code, 3);

@@ -17,7 +17,11 @@ import { cleanEnv } from './cli-helpers';
 
 const ROOT = path.resolve(__dirname, '../..');
 
-function bash(script: string, env: Record<string, string>, cwd: string): Promise<{ code: number | null; out: string }> {
+function bash(
+  script: string,
+  env: Record<string, string>,
+  cwd: string,
+): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const child = spawn('bash', ['-c', script], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -31,7 +35,10 @@ function bash(script: string, env: Record<string, string>, cwd: string): Promise
 function assertWalkthrough(out: string, startedAt: string, endedAt: string): void {
   const allows = out.match(/^ALLOW {2}read:customer_profile on customer_54321$/gm) ?? [];
   assert.ok(allows.length >= 1, `no ALLOW at this hour:\n${out}`);
-  assert.match(out, /^DENY {2}delete:customer_account on customer_54321\n {2}reason: .*\(CAPABILITY_NOT_GRANTED\)/m);
+  assert.match(
+    out,
+    /^DENY {2}delete:customer_account on customer_54321\n {2}reason: .*\(CAPABILITY_NOT_GRANTED\)/m,
+  );
   const [a, b] = [seedHoursExpectation(startedAt), seedHoursExpectation(endedAt)];
   if (a.allowed === b.allowed && !a.allowed)
     assert.match(
@@ -39,7 +46,8 @@ function assertWalkthrough(out: string, startedAt: string, endedAt: string): voi
       /^DENY {2}read:customer_profile on customer_54321\n {2}reason: .*\(OUTSIDE_ALLOWED_HOURS\)\n {2}opens at: {3}\d{4}-\d\d-\d\dT09:00:00\.000Z \(in /m,
       'outside the hours the seed policy denies and says when it opens',
     );
-  if (a.allowed === b.allowed && a.allowed) assert.ok(allows.length >= 2, 'in the hours the seed token is allowed too');
+  if (a.allowed === b.allowed && a.allowed)
+    assert.ok(allows.length >= 2, 'in the hours the seed token is allowed too');
   assert.match(out, /^APPROVAL_REQUIRED {2}create:transaction on acct_1\n/m);
   assert.match(out, /^status: +APPROVED$/m);
   assert.match(out, /^ALLOW {2}create:transaction on acct_1\n {2}reason: .*approved by a human/m);
@@ -56,7 +64,12 @@ describe('CLI walkthroughs (npm start, README) and docs/cli.md', function () {
 
   it('the walkthrough npm start prints runs as printed and shows an ALLOW at any hour', async () => {
     const dir = fx.dir('cli-start');
-    const [http, grpcPort, scHttp, scGrpc] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const [http, grpcPort, scHttp, scGrpc] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     const env = {
       ...cleanEnv(dir),
       ACT_DATA_DIR: path.join(dir, 'data'),
@@ -65,17 +78,24 @@ describe('CLI walkthroughs (npm start, README) and docs/cli.md', function () {
       ACT_SIDECAR_HTTP_ADDR: `127.0.0.1:${scHttp}`,
       ACT_SIDECAR_GRPC_ADDR: `127.0.0.1:${scGrpc}`,
     };
-    const start = spawn(process.execPath, [path.join(ROOT, 'scripts/start.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const start = spawn(process.execPath, [path.join(ROOT, 'scripts/start.js')], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let printed = '';
     start.stdout.on('data', (d) => (printed += d));
     let errors = '';
     start.stderr.on('data', (d) => (errors += d));
     const exited = new Promise((r) => start.once('exit', r));
     try {
-      await waitFor('the walkthrough', async () => {
-        if (start.exitCode !== null) throw new Error(`npm start exited: ${errors}`);
-        return printed.includes('# --- end ---') ? true : undefined;
-      }, { timeoutMs: 60_000 }).catch((err: Error) => {
+      await waitFor(
+        'the walkthrough',
+        async () => {
+          if (start.exitCode !== null) throw new Error(`npm start exited: ${errors}`);
+          return printed.includes('# --- end ---') ? true : undefined;
+        },
+        { timeoutMs: 60_000 },
+      ).catch((err: Error) => {
         throw new Error(`${err.message}\nstdout:\n${printed}\nstderr:\n${errors}`);
       });
       const script = /# --- walkthrough ---\n([\s\S]*?)# --- end ---/.exec(printed)![1]!;
@@ -116,7 +136,8 @@ describe('CLI walkthroughs (npm start, README) and docs/cli.md', function () {
     const docs = readFileSync(path.join(ROOT, 'docs/cli.md'), 'utf8');
     const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
     const program = buildProgram({}, { code: 0 });
-    for (const o of program.options) assert.ok(docs.includes(o.long!), `docs/cli.md lacks the global ${o.long}`);
+    for (const o of program.options)
+      assert.ok(docs.includes(o.long!), `docs/cli.md lacks the global ${o.long}`);
     for (const code of ['| 0 |', '| 1 |', '| 2 |', '| 3 |', '| 4 |']) assert.ok(docs.includes(code));
     for (const noun of program.commands.filter((c) => !['help', 'version'].includes(c.name()))) {
       const verbs = noun.commands.filter((c: Command) => c.name() !== 'help');

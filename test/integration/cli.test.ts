@@ -19,8 +19,11 @@ describe('act CLI commands', function () {
   let sc: SidecarProcess;
   let env: Record<string, string>;
   let tmp: string;
-  const act = (args: string[], extra: Record<string, string> = {}, o: { input?: string; cwd?: string } = {}) =>
-    runAct(args, { ...env, ...extra }, o);
+  const act = (
+    args: string[],
+    extra: Record<string, string> = {},
+    o: { input?: string; cwd?: string } = {},
+  ) => runAct(args, { ...env, ...extra }, o);
   /** Skips a test whose route the control plane does not serve yet (listed in the CLI's report). */
   const needsRoute = async (ctx: Mocha.Context, method: string, route: string) => {
     const r = await restClient(cp.url, cp.adminKey)(method, route);
@@ -67,7 +70,9 @@ describe('act CLI commands', function () {
     assert.equal(table.code, 0, table.stderr);
     const [head, ...rows] = table.stdout.trimEnd().split('\n');
     assert.match(head!, /^AGENT_ID\s+NAME\s+STATUS\s+CREATED\s+DESCRIPTION$/);
-    assert.ok(rows.some((r) => r.startsWith(agentId) && r.includes('Customer Support Agent') && r.includes('ACTIVE')));
+    assert.ok(
+      rows.some((r) => r.startsWith(agentId) && r.includes('Customer Support Agent') && r.includes('ACTIVE')),
+    );
     assert.deepEqual((await act(['agents', 'list', '-q'])).stdout.trim().split('\n'), [agentId]);
     assert.equal(json(await act(['agents', 'list', '--json'])).agents[0].agent_id, agentId);
 
@@ -105,7 +110,11 @@ describe('act CLI commands', function () {
     ]);
     assert.equal(flags.code, 0, flags.stderr);
     const p = json(flags);
-    assert.deepEqual(p.capabilities, ['read:customer_profile', 'read:order_history', 'create:support_ticket']);
+    assert.deepEqual(p.capabilities, [
+      'read:customer_profile',
+      'read:order_history',
+      'create:support_ticket',
+    ]);
     assert.equal(p.constraints.max_actions_per_day, 1000);
     assert.equal(p.constraints.rate_limit, '100 per minute');
     policyId = p.policy_id;
@@ -130,9 +139,13 @@ describe('act CLI commands', function () {
     assert.equal(fromYaml.constraints.allowed_hours, 'Mon-Fri 09:00-17:00 Europe/Berlin');
     assert.deepEqual(fromYaml.approval_rules[0].actions, ['create:transaction']);
 
-    const stdin = await act(['policies', 'create', '-f', '-', '--name', 'From stdin', '-q'], {}, {
-      input: JSON.stringify({ name: 'overridden by --name', capabilities: ['read:*'] }),
-    });
+    const stdin = await act(
+      ['policies', 'create', '-f', '-', '--name', 'From stdin', '-q'],
+      {},
+      {
+        input: JSON.stringify({ name: 'overridden by --name', capabilities: ['read:*'] }),
+      },
+    );
     assert.equal(stdin.code, 0, stdin.stderr);
     const stdinId = stdin.stdout.trim();
     assert.match(stdinId, /^policy_/);
@@ -140,7 +153,10 @@ describe('act CLI commands', function () {
 
     const list = await act(['policies', 'list']);
     assert.match(list.stdout.split('\n')[0]!, /^POLICY_ID\s+NAME\s+VERSION\s+CAPABILITIES\s+CONSTRAINTS$/);
-    assert.match(list.stdout, /Customer Support Policy\s+1\s+read:customer_profile,read:order_history,create:support_ticket\s+max_actions_per_day=1000; rate_limit=100 per minute/);
+    assert.match(
+      list.stdout,
+      /Customer Support Policy\s+1\s+read:customer_profile,read:order_history,create:support_ticket\s+max_actions_per_day=1000; rate_limit=100 per minute/,
+    );
 
     // update from flags keeps what the flags do not name
     const upd = json(await act(['policies', 'update', policyId, '--rate-limit', '50 per minute', '--json']));
@@ -171,7 +187,19 @@ describe('act CLI commands', function () {
   });
 
   it('tokens create|list|get|attenuate|revoke: -q prints the token; the token string stands for its id', async () => {
-    const created = await act(['tokens', 'create', '--agent', agentId, '--policy', policyId, '--expires-in', '30d', '--metadata', 'issued_by=admin@company.com', '--json']);
+    const created = await act([
+      'tokens',
+      'create',
+      '--agent',
+      agentId,
+      '--policy',
+      policyId,
+      '--expires-in',
+      '30d',
+      '--metadata',
+      'issued_by=admin@company.com',
+      '--json',
+    ]);
     assert.equal(created.code, 0, created.stderr);
     const t = json(created);
     assert.match(t.token, /^act_/);
@@ -194,7 +222,18 @@ describe('act CLI commands', function () {
     assert.equal(byToken.token_id, tokenId);
     assert.equal((await act(['tokens', 'get', 'act_garbage.x'])).code, 2);
 
-    const child = json(await act(['tokens', 'attenuate', tokenId, '--capability', 'read:customer_profile', '--expires-in', '1h', '--json']));
+    const child = json(
+      await act([
+        'tokens',
+        'attenuate',
+        tokenId,
+        '--capability',
+        'read:customer_profile',
+        '--expires-in',
+        '1h',
+        '--json',
+      ]),
+    );
     assert.equal(child.parent_token_id, tokenId);
     assert.deepEqual(child.capabilities, ['read:customer_profile']);
     fx.secrets.push(child.token);
@@ -210,9 +249,22 @@ describe('act CLI commands', function () {
   });
 
   it('check at the control plane and at the sidecar: exit 0 ALLOW, 4 DENY, 4 APPROVAL_REQUIRED with the approval id', async () => {
-    const allow = await act(['check', '--token', token, '--action', 'read:customer_profile', '--resource', 'customer_54321', '--ctx', 'ip=10.0.1.50']);
+    const allow = await act([
+      'check',
+      '--token',
+      token,
+      '--action',
+      'read:customer_profile',
+      '--resource',
+      'customer_54321',
+      '--ctx',
+      'ip=10.0.1.50',
+    ]);
     assert.equal(allow.code, 0, allow.stdout + allow.stderr);
-    assert.match(allow.stdout, /^ALLOW  read:customer_profile on customer_54321\n  reason: .*\(GRANTED\)/);
+    assert.match(
+      allow.stdout,
+      /^ALLOW {2}read:customer_profile on customer_54321\n {2}reason: .*\(GRANTED\)/,
+    );
 
     const deny = await act(['check', '--token', token, '--action', 'delete:customer_account', '--json']);
     assert.equal(deny.code, 4);
@@ -227,24 +279,39 @@ describe('act CLI commands', function () {
     assert.equal((await act(['check', '--action', 'read:order_history'], { ACT_TOKEN: token })).code, 0);
 
     await waitSynced(cp, sc);
-    const side = await act(['check', '--sidecar', sc.url, '--token', token, '--action', 'read:customer_profile', '--json'], { ACT_KEY: '' });
+    const side = await act(
+      ['check', '--sidecar', sc.url, '--token', token, '--action', 'read:customer_profile', '--json'],
+      { ACT_KEY: '' },
+    );
     assert.equal(side.code, 0, side.stderr);
     const s = json(side);
     assert.equal(s.allowed, true);
-    const rec = await waitFor('the sidecar\'s audit record at the control plane', async () => {
+    const rec = await waitFor("the sidecar's audit record at the control plane", async () => {
       const r = await act(['audit', 'query', '--json', '--limit', '50']);
       return (json(r).records as any[]).find((x) => x.audit_id === s.audit_id);
     });
     assert.equal(rec.source, 'cli-sidecar');
     const sideDeny = await act(['check', '--sidecar', sc.url, '--token', token, '--action', 'delete:x']);
     assert.equal(sideDeny.code, 4);
-    assert.match(sideDeny.stdout, /^DENY  delete:x\n/);
+    assert.match(sideDeny.stdout, /^DENY {2}delete:x\n/);
 
     // approval required: exit 4, the id printed, approve, the repeated check is allowed once
     const billing = json(await act(['policies', 'list', '--name-contains', 'billing', '--json'])).policies[0];
-    const payTok = json(await act(['tokens', 'create', '--agent', agentId, '--policy', billing.policy_id, '--json']));
+    const payTok = json(
+      await act(['tokens', 'create', '--agent', agentId, '--policy', billing.policy_id, '--json']),
+    );
     fx.secrets.push(payTok.token);
-    const ask = ['check', '--token', payTok.token, '--action', 'create:transaction', '--resource', 'acct_1', '--ctx', 'amount=5000'];
+    const ask = [
+      'check',
+      '--token',
+      payTok.token,
+      '--action',
+      'create:transaction',
+      '--resource',
+      'acct_1',
+      '--ctx',
+      'amount=5000',
+    ];
     const hours = await act([...ask, '--json']);
     // Billing allows Mon-Fri 09:00-17:00 Europe/Berlin only: outside those hours the answer is a DENY first.
     const h = json(hours);
@@ -257,7 +324,7 @@ describe('act CLI commands', function () {
     assert.equal(h.decision, 'APPROVAL_REQUIRED');
     const human = await act(ask);
     assert.equal(human.code, 4);
-    assert.match(human.stdout, /^APPROVAL_REQUIRED  create:transaction on acct_1$/m);
+    assert.match(human.stdout, /^APPROVAL_REQUIRED {2}create:transaction on acct_1$/m);
     const approvalId = /approval:\s+(approval_\S+)/.exec(human.stdout)![1]!;
     assert.match(human.stdout, new RegExp(`act approvals approve ${approvalId}`));
     assert.equal((await act(['approvals', 'approve', approvalId, '--comment', 'ok'])).code, 0);
@@ -266,23 +333,54 @@ describe('act CLI commands', function () {
   });
 
   it('approvals list|get|approve|deny on a policy without hours; a denied request stays denied', async () => {
-    const pay = json(await act(['policies', 'create', '--name', 'Payments', '--capability', 'create:transaction', '--approval-rule', 'context.amount > 1000', '--json']));
-    const tok = json(await act(['tokens', 'create', '--agent', agentId, '--policy', pay.policy_id, '--json']));
+    const pay = json(
+      await act([
+        'policies',
+        'create',
+        '--name',
+        'Payments',
+        '--capability',
+        'create:transaction',
+        '--approval-rule',
+        'context.amount > 1000',
+        '--json',
+      ]),
+    );
+    const tok = json(
+      await act(['tokens', 'create', '--agent', agentId, '--policy', pay.policy_id, '--json']),
+    );
     fx.secrets.push(tok.token);
-    const ask = (amount: number) => act(['check', '--token', tok.token, '--action', 'create:transaction', '--resource', 'acct_9', '--ctx', `amount=${amount}`, '--json']);
+    const ask = (amount: number) =>
+      act([
+        'check',
+        '--token',
+        tok.token,
+        '--action',
+        'create:transaction',
+        '--resource',
+        'acct_9',
+        '--ctx',
+        `amount=${amount}`,
+        '--json',
+      ]);
     assert.equal((await ask(10)).code, 0, 'under the threshold: no approval');
     const first = json(await ask(5000));
     assert.equal(first.decision, 'APPROVAL_REQUIRED');
     const second = json(await ask(7000));
 
     const list = await act(['approvals', 'list', '--status', 'PENDING']);
-    assert.match(list.stdout.split('\n')[0]!, /^APPROVAL_ID\s+STATUS\s+AGENT_ID\s+ACTION\s+RESOURCE\s+RULE\s+EXPIRES$/);
+    assert.match(
+      list.stdout.split('\n')[0]!,
+      /^APPROVAL_ID\s+STATUS\s+AGENT_ID\s+ACTION\s+RESOURCE\s+RULE\s+EXPIRES$/,
+    );
     assert.ok(list.stdout.includes(first.approval_id) && list.stdout.includes(second.approval_id));
     const got = await act(['approvals', 'get', first.approval_id]);
     assert.match(got.stdout, /^context:\s+\{"amount":5000\}$/m);
     assert.match(got.stdout, /^status:\s+PENDING$/m);
 
-    const approved = json(await act(['approvals', 'approve', first.approval_id, '--comment', 'verified', '--json']));
+    const approved = json(
+      await act(['approvals', 'approve', first.approval_id, '--comment', 'verified', '--json']),
+    );
     assert.equal(approved.status, 'APPROVED');
     assert.equal(approved.comment, 'verified');
     const denied = await act(['approvals', 'deny', second.approval_id]);
@@ -292,7 +390,19 @@ describe('act CLI commands', function () {
     assert.match(again.stderr, /FAILED_PRECONDITION: .*DENIED, not PENDING/);
 
     const use = (id: string, amount: number) =>
-      act(['check', '--token', tok.token, '--action', 'create:transaction', '--resource', 'acct_9', '--ctx', `amount=${amount}`, '--approval-id', id]);
+      act([
+        'check',
+        '--token',
+        tok.token,
+        '--action',
+        'create:transaction',
+        '--resource',
+        'acct_9',
+        '--ctx',
+        `amount=${amount}`,
+        '--approval-id',
+        id,
+      ]);
     assert.equal((await use(first.approval_id, 5000)).code, 0);
     assert.equal((await use(first.approval_id, 5000)).code, 4, 'a grant is used once');
     assert.equal((await use(second.approval_id, 7000)).code, 4, 'a denied request is not allowed');
@@ -301,13 +411,28 @@ describe('act CLI commands', function () {
   it('approvals wait: exit 0 once approved (needs GET /api/approvals/{id}/wait)', async function () {
     await needsRoute(this, 'GET', '/api/approvals/approval_00000000000000000000000000/wait?timeout=1s');
     const pay = json(await act(['policies', 'list', '--name-contains', 'payments', '--json'])).policies[0];
-    const tok = json(await act(['tokens', 'create', '--agent', agentId, '--policy', pay.policy_id, '--json']));
+    const tok = json(
+      await act(['tokens', 'create', '--agent', agentId, '--policy', pay.policy_id, '--json']),
+    );
     fx.secrets.push(tok.token);
-    const ask = json(await act(['check', '--token', tok.token, '--action', 'create:transaction', '--ctx', 'amount=2000', '--json']));
+    const ask = json(
+      await act([
+        'check',
+        '--token',
+        tok.token,
+        '--action',
+        'create:transaction',
+        '--ctx',
+        'amount=2000',
+        '--json',
+      ]),
+    );
     const pending = await act(['approvals', 'wait', ask.approval_id, '--timeout', '1s']);
     assert.equal(pending.code, 4);
     assert.match(pending.stdout, /is still PENDING after 1s/);
-    const waiting = act(['approvals', 'wait', ask.approval_id, '--timeout', '30s', '--token', tok.token], { ACT_KEY: '' });
+    const waiting = act(['approvals', 'wait', ask.approval_id, '--timeout', '30s', '--token', tok.token], {
+      ACT_KEY: '',
+    });
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await act(['approvals', 'approve', ask.approval_id])).code, 0);
     const done = await waiting;
@@ -334,7 +459,10 @@ describe('act CLI commands', function () {
     await needsRoute(this, 'GET', '/api/sidecars');
     const r = await act(['sidecars', 'list']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout.split('\n')[0]!, /^SIDECAR_ID\s+CONNECTED\s+APPLIED\s+LAG\s+LAST_CONTACT\s+AGENTS\s+VERSION$/);
+    assert.match(
+      r.stdout.split('\n')[0]!,
+      /^SIDECAR_ID\s+CONNECTED\s+APPLIED\s+LAG\s+LAST_CONTACT\s+AGENTS\s+VERSION$/,
+    );
     assert.match(r.stdout, /^cli-sidecar\s+yes\s+\d+/m);
     assert.equal(json(await act(['sidecars', 'list', '--json'])).sidecars[0].sidecar_id, 'cli-sidecar');
   });
@@ -359,8 +487,15 @@ describe('act CLI commands', function () {
 
     const forbidden = await act(['agents', 'list'], { ACT_KEY: secret });
     assert.equal(forbidden.code, 1);
-    assert.match(forbidden.stderr, /HTTP 403 PERMISSION_DENIED: .* — the API key from ACT_KEY may not GET \/api\/agents/);
-    assert.equal((await act(['audit', 'query', '--limit', '1'], { ACT_KEY: secret })).code, 0, 'auditor reads audit');
+    assert.match(
+      forbidden.stderr,
+      /HTTP 403 PERMISSION_DENIED: .* — the API key from ACT_KEY may not GET \/api\/agents/,
+    );
+    assert.equal(
+      (await act(['audit', 'query', '--limit', '1'], { ACT_KEY: secret })).code,
+      0,
+      'auditor reads audit',
+    );
 
     const bad = await act(['api-keys', 'create', '--name', 'x', '--role', 'root']);
     assert.equal(bad.code, 2);
@@ -372,7 +507,10 @@ describe('act CLI commands', function () {
   it('audit query|export|verify: formats, filters, files, JSON-array exports, a tampered export fails', async () => {
     const q = await act(['audit', 'query', '--agent', agentId, '--decision', 'DENY', '--limit', '5']);
     assert.equal(q.code, 0, q.stderr);
-    assert.match(q.stdout.split('\n')[0]!, /^TIME\s+DECISION\s+REASON_CODE\s+AGENT_ID\s+ACTION\s+RESOURCE\s+SOURCE\s+AUDIT_ID$/);
+    assert.match(
+      q.stdout.split('\n')[0]!,
+      /^TIME\s+DECISION\s+REASON_CODE\s+AGENT_ID\s+ACTION\s+RESOURCE\s+SOURCE\s+AUDIT_ID$/,
+    );
     for (const line of q.stdout.trim().split('\n').slice(1)) assert.match(line, /\sDENY\s/);
     const qj = json(await act(['audit', 'query', '--since', '1h', '--json']));
     assert.ok(qj.records.length > 0);
@@ -413,7 +551,11 @@ describe('act CLI commands', function () {
     assert.match(bad.stdout, /hash does not match content/);
     const tamperedArray = path.join(tmp, 'tampered.json');
     writeFileSync(tamperedArray, JSON.stringify([rec, ...arr.slice(1)]));
-    assert.equal((await act(['audit', 'verify', '--file', tamperedArray])).code, 1, 'a JSON array is verified too');
+    assert.equal(
+      (await act(['audit', 'verify', '--file', tamperedArray])).code,
+      1,
+      'a JSON array is verified too',
+    );
 
     const csvFile = path.join(tmp, 'trail.csv');
     writeFileSync(csvFile, csv.stdout);
@@ -436,7 +578,18 @@ describe('act CLI commands', function () {
       const first = new Promise<any>((resolve) => lines.once('line', (l) => resolve(JSON.parse(l))));
       // the stream is open once the note is on stderr
       await new Promise<void>((resolve) => child.stderr!.once('data', () => resolve()));
-      const c = json(await act(['check', '--token', token, '--action', 'read:customer_profile', '--resource', 'followed', '--json']));
+      const c = json(
+        await act([
+          'check',
+          '--token',
+          token,
+          '--action',
+          'read:customer_profile',
+          '--resource',
+          'followed',
+          '--json',
+        ]),
+      );
       const seen = await first;
       assert.equal(seen.audit_id, c.audit_id);
       assert.equal(seen.resource, 'followed');
@@ -450,14 +603,21 @@ describe('act CLI commands', function () {
     // enough records that the export outlives the pipe buffer
     const api = restClient(cp.url, cp.adminKey);
     for (let i = 0; i < 12; i++) {
-      const items = Array.from({ length: 100 }, (_, j) => ({ action: 'read:customer_profile', resource: `c_${i}_${j}` }));
+      const items = Array.from({ length: 100 }, (_, j) => ({
+        action: 'read:customer_profile',
+        resource: `c_${i}_${j}`,
+      }));
       const r = await api('POST', '/api/enforcement/check-batch', { token, items });
       assert.equal(r.status, 200, r.text);
     }
     const sh = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn('bash', ['-c', `set -o pipefail; "${process.execPath}" "${ACT_BIN}" audit export --format csv | head -2`], {
-        env,
-      });
+      const child = spawn(
+        'bash',
+        ['-c', `set -o pipefail; "${process.execPath}" "${ACT_BIN}" audit export --format csv | head -2`],
+        {
+          env,
+        },
+      );
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d) => (stdout += d));
@@ -470,7 +630,24 @@ describe('act CLI commands', function () {
     assert.match(sh.stdout, /^audit_id,time,source/);
   });
 
-  it('agents delete revokes the agent\'s tokens', async () => {
+  it('audit export --output on a terminal shows a progress line on stderr (under a pty from script(1))', async () => {
+    const file = path.join(tmp, 'tty.csv');
+    const out = await new Promise<string>((resolve) => {
+      const child = spawn('script', ['-qec', `"${process.execPath}" "${ACT_BIN}" audit export --format csv --output "${file}"`, '/dev/null'], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let text = '';
+      child.stdout.on('data', (d) => (text += d));
+      child.stderr.on('data', (d) => (text += d));
+      child.once('close', () => resolve(text));
+    });
+    const rows = readFileSync(file, 'utf8').trim().split('\n').length - 1;
+    assert.ok(rows > 1000);
+    assert.match(out, new RegExp(`exporting to ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${rows} records, [\\d.]+ KiB`));
+  });
+
+  it("agents delete revokes the agent's tokens", async () => {
     const del = await act(['agents', 'delete', agentId]);
     assert.equal(del.code, 0, del.stderr);
     assert.match(del.stdout, new RegExp(`^deleted ${agentId}; revoked \\d+ token\\(s\\): .*${tokenId}`));

@@ -25,7 +25,10 @@ export function registerAgents(program: Command, k: Kit): void {
     .option('--name <name>', 'unique name (required)')
     .option('--description <text>', 'free text')
     .option('--metadata <key=value>', 'metadata entry (repeatable)', keyValue)
-    .addHelpText('after', '\nExample:\n  act agents create --name "Customer Support Agent" --description "Handles tier-1 customer inquiries" \\\n    --metadata team=customer-success --metadata environment=production')
+    .addHelpText(
+      'after',
+      '\nExample:\n  act agents create --name "Customer Support Agent" --description "Handles tier-1 customer inquiries" \\\n    --metadata team=customer-success --metadata environment=production',
+    )
     .action(
       k.action(async (c, o: Json) => {
         const body: Json = { name: required(o.name, '--name') };
@@ -44,14 +47,21 @@ export function registerAgents(program: Command, k: Kit): void {
       .option('--name-contains <text>', 'only names containing this (case-insensitive)'),
   ).action(
     k.action(async (c, o: Json) => {
-      const r = await listItems(c, '/api/agents', 'agents', { status: o.status, name_contains: o.nameContains }, o);
-      await printList(c, 'agents', r, 'agent_id', ['AGENT_ID', 'NAME', 'STATUS', 'CREATED', 'DESCRIPTION'], (a) => [
-        a.agent_id,
-        a.name,
-        a.status,
-        a.created_at,
-        a.description,
-      ]);
+      const r = await listItems(
+        c,
+        '/api/agents',
+        'agents',
+        { status: o.status, name_contains: o.nameContains },
+        o,
+      );
+      await printList(
+        c,
+        'agents',
+        r,
+        'agent_id',
+        ['AGENT_ID', 'NAME', 'STATUS', 'CREATED', 'DESCRIPTION'],
+        (a) => [a.agent_id, a.name, a.status, a.created_at, a.description],
+      );
     }),
   );
 

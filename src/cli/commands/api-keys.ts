@@ -7,7 +7,9 @@ import { printList, type Json } from './shared';
 const ROLES = ['ADMIN', 'APPROVER', 'AUDITOR', 'SIDECAR'];
 
 export function registerApiKeys(program: Command, k: Kit): void {
-  const keys = program.command('api-keys').description('API keys with roles ADMIN, APPROVER, AUDITOR, SIDECAR (admin role)');
+  const keys = program
+    .command('api-keys')
+    .description('API keys with roles ADMIN, APPROVER, AUDITOR, SIDECAR (admin role)');
   keys
     .command('create')
     .description('create an API key; its secret is printed once (POST /api/api-keys)')
@@ -20,7 +22,10 @@ export function registerApiKeys(program: Command, k: Kit): void {
       }),
     )
     .option('--agent <agent-id>', 'SIDECAR keys: only these agents (repeatable, or comma-separated)', list)
-    .addHelpText('after', '\nExample:\n  act api-keys create --name "demo sidecar" --role SIDECAR -q > sidecar.key')
+    .addHelpText(
+      'after',
+      '\nExample:\n  act api-keys create --name "demo sidecar" --role SIDECAR -q > sidecar.key',
+    )
     .action(
       k.action(async (c, o: Json) => {
         const body: Json = { name: required(o.name, '--name'), role: required(o.role, '--role') };
@@ -46,13 +51,14 @@ export function registerApiKeys(program: Command, k: Kit): void {
       k.action(async (c) => {
         const r = await c.api().json('GET', '/api/api-keys');
         if (c.out.json) return c.out.printJson(r);
-        await printList(c, 'api_keys', { items: (r.api_keys as Json[]) ?? [], next: '' }, 'api_key_id', ['API_KEY_ID', 'NAME', 'ROLE', 'AGENT_IDS', 'CREATED'], (x) => [
-          x.api_key_id,
-          x.name,
-          x.role,
-          x.agent_ids,
-          x.created_at,
-        ]);
+        await printList(
+          c,
+          'api_keys',
+          { items: (r.api_keys as Json[]) ?? [], next: '' },
+          'api_key_id',
+          ['API_KEY_ID', 'NAME', 'ROLE', 'AGENT_IDS', 'CREATED'],
+          (x) => [x.api_key_id, x.name, x.role, x.agent_ids, x.created_at],
+        );
       }),
     );
   keys

@@ -36,7 +36,7 @@ async function printApproval(c: Ctx, a: Json): Promise<void> {
 export function registerApprovals(program: Command, k: Kit): void {
   const approvals = program
     .command('approvals')
-    .description('human approvals for checks that a policy\'s approval rule stopped (approver role)');
+    .description("human approvals for checks that a policy's approval rule stopped (approver role)");
 
   pagingOptions(
     approvals
@@ -47,15 +47,14 @@ export function registerApprovals(program: Command, k: Kit): void {
   ).action(
     k.action(async (c, o: Json) => {
       const r = await listItems(c, '/api/approvals', 'approvals', { status: o.status, agent_id: o.agent }, o);
-      await printList(c, 'approvals', r, 'approval_id', ['APPROVAL_ID', 'STATUS', 'AGENT_ID', 'ACTION', 'RESOURCE', 'RULE', 'EXPIRES'], (a) => [
-        a.approval_id,
-        a.status,
-        a.agent_id,
-        a.action,
-        a.resource,
-        a.rule,
-        a.expires_at,
-      ]);
+      await printList(
+        c,
+        'approvals',
+        r,
+        'approval_id',
+        ['APPROVAL_ID', 'STATUS', 'AGENT_ID', 'ACTION', 'RESOURCE', 'RULE', 'EXPIRES'],
+        (a) => [a.approval_id, a.status, a.agent_id, a.action, a.resource, a.rule, a.expires_at],
+      );
     }),
   );
 
@@ -63,14 +62,18 @@ export function registerApprovals(program: Command, k: Kit): void {
     .command('get')
     .description('show one approval request with its context (GET /api/approvals/{id})')
     .argument('<approval-id>', 'approval_…')
-    .action(k.action(async (c, id: string) => printApproval(c, await c.api().json('GET', `/api/approvals/${seg(id)}`))));
+    .action(
+      k.action(async (c, id: string) =>
+        printApproval(c, await c.api().json('GET', `/api/approvals/${seg(id)}`)),
+      ),
+    );
 
   for (const verb of ['approve', 'deny'] as const)
     approvals
       .command(verb)
       .description(
         verb === 'approve'
-          ? 'approve a pending request: the agent\'s repeated check (with --approval-id) is allowed once'
+          ? "approve a pending request: the agent's repeated check (with --approval-id) is allowed once"
           : 'deny a pending request',
       )
       .argument('<approval-id>', 'approval_…')
@@ -88,7 +91,7 @@ export function registerApprovals(program: Command, k: Kit): void {
     .description('wait until a request is decided (GET /api/approvals/{id}/wait); exit 0 only when APPROVED')
     .argument('<approval-id>', 'approval_…')
     .option('--timeout <duration>', 'give up after this long', durationArg, '30s')
-    .option('--token <token>', "authenticate as the agent with its ACT token instead of an API key")
+    .option('--token <token>', 'authenticate as the agent with its ACT token instead of an API key')
     .addHelpText(
       'after',
       '\nExit status: 0 APPROVED, 4 DENIED, EXPIRED or USED, or still PENDING at the timeout.\n\nExample (an agent script):\n  act approvals wait approval_… --token "$TOKEN" --timeout 5m && \\\n    act check --token "$TOKEN" --action create:transaction --ctx amount=5000 --approval-id approval_…',
@@ -102,17 +105,24 @@ export function registerApprovals(program: Command, k: Kit): void {
         // The server may end a long poll before our timeout (its own cap): ask again until ours passes.
         for (;;) {
           const left = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
-          a = await api.json('GET', `/api/approvals/${seg(id)}/wait`, { query: { timeout: `${left}s` }, auth });
+          a = await api.json('GET', `/api/approvals/${seg(id)}/wait`, {
+            query: { timeout: `${left}s` },
+            auth,
+          });
           if (a.decided === true || Date.now() >= deadline - 500) break;
         }
         if (c.out.json) await c.out.printJson(a);
         else if (c.out.quiet) await c.out.write(`${a.status}\n`);
         else if (a.decided !== true)
-          await c.out.write(`${a.approval_id ?? id} is still ${a.status} after ${o.timeout} (expires at ${a.expires_at})\n`);
+          await c.out.write(
+            `${a.approval_id ?? id} is still ${a.status} after ${o.timeout} (expires at ${a.expires_at})\n`,
+          );
         else
           await c.out.write(
             `${a.approval_id ?? id} ${a.status}${a.resolved_by ? ` by ${a.resolved_by}` : ''}${a.comment ? `: ${a.comment}` : ''}\n` +
-              (a.status === 'APPROVED' ? `  repeat the check with --approval-id ${a.approval_id ?? id} (allowed once)\n` : ''),
+              (a.status === 'APPROVED'
+                ? `  repeat the check with --approval-id ${a.approval_id ?? id} (allowed once)\n`
+                : ''),
           );
         return a.status === 'APPROVED' ? EXIT.OK : EXIT.DENIED;
       }),

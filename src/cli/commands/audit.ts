@@ -79,7 +79,11 @@ class RecordCounter {
 }
 
 function size(n: number): string {
-  return n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
+  return n < 1024
+    ? `${n} B`
+    : n < 1024 * 1024
+      ? `${(n / 1024).toFixed(1)} KiB`
+      : `${(n / 1048576).toFixed(1)} MiB`;
 }
 
 async function exportTo(c: Ctx, res: Response, format: string, file: string | undefined): Promise<void> {
@@ -90,7 +94,9 @@ async function exportTo(c: Ctx, res: Response, format: string, file: string | un
   // Written beside the target and renamed at the end: a failed export leaves no truncated file behind.
   const partial = `${file}.partial`;
   const out = createWriteStream(partial, { mode: 0o600 });
-  const opened = new Promise<void>((resolve, reject) => out.once('open', () => resolve()).once('error', reject));
+  const opened = new Promise<void>((resolve, reject) =>
+    out.once('open', () => resolve()).once('error', reject),
+  );
   const counter = new RecordCounter(format);
   const tty = Boolean((process.stderr as NodeJS.WriteStream).isTTY) && !c.out.quiet;
   const bar = tty
@@ -112,7 +118,9 @@ async function exportTo(c: Ctx, res: Response, format: string, file: string | un
       if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
       bar?.update(0, { records: counter.count, size: size(counter.bytes) });
     }
-    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      out.end((err?: Error | null) => (err ? reject(err) : resolve())),
+    );
     renameSync(partial, file);
     bar?.update(0, { records: counter.count, size: size(counter.bytes) });
     bar?.stop();
@@ -128,7 +136,9 @@ async function exportTo(c: Ctx, res: Response, format: string, file: string | un
 }
 
 export function registerAudit(program: Command, k: Kit): void {
-  const audit = program.command('audit').description('the audit trail: every check, allowed or denied (auditor role)');
+  const audit = program
+    .command('audit')
+    .description('the audit trail: every check, allowed or denied (auditor role)');
 
   filterOptions(audit.command('query').description('query the audit trail, newest first (GET /api/audit)'))
     .addOption(new Option('--limit <n>', 'records per page (1-1000, default 100)').argParser(positiveInt))
@@ -137,22 +147,27 @@ export function registerAudit(program: Command, k: Kit): void {
     .action(
       k.action(async (c, o: Json) => {
         const r = await listItems(c, '/api/audit', 'records', filterQuery(o), o);
-        await printList(c, 'records', r, 'audit_id', ['TIME', 'DECISION', 'REASON_CODE', 'AGENT_ID', 'ACTION', 'RESOURCE', 'SOURCE', 'AUDIT_ID'], (x) => [
-          x.time,
-          x.decision,
-          x.reason_code,
-          x.agent_id,
-          x.action,
-          x.resource,
-          x.source,
-          x.audit_id,
-        ]);
+        await printList(
+          c,
+          'records',
+          r,
+          'audit_id',
+          ['TIME', 'DECISION', 'REASON_CODE', 'AGENT_ID', 'ACTION', 'RESOURCE', 'SOURCE', 'AUDIT_ID'],
+          (x) => [x.time, x.decision, x.reason_code, x.agent_id, x.action, x.resource, x.source, x.audit_id],
+        );
       }),
     );
 
-  filterOptions(audit.command('export').description('stream the audit trail, oldest first (GET /api/audit/export)'))
-    .addOption(new Option('--format <format>', 'output format').choices(['csv', 'json', 'ndjson']).default('ndjson'))
-    .option('-o, --output <file>', 'write to this file (a progress line shows on a terminal) instead of stdout')
+  filterOptions(
+    audit.command('export').description('stream the audit trail, oldest first (GET /api/audit/export)'),
+  )
+    .addOption(
+      new Option('--format <format>', 'output format').choices(['csv', 'json', 'ndjson']).default('ndjson'),
+    )
+    .option(
+      '-o, --output <file>',
+      'write to this file (a progress line shows on a terminal) instead of stdout',
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  act audit export --format csv --output audit.csv\n  act audit export --since 24h --decision DENY | head\n  act audit export --format ndjson > trail.ndjson && act audit verify --file trail.ndjson',
@@ -167,7 +182,12 @@ export function registerAudit(program: Command, k: Kit): void {
       }),
     );
 
-  filterOptions(audit.command('follow').description('print new records as they arrive, until Ctrl-C (GET /api/audit/follow)'), false)
+  filterOptions(
+    audit
+      .command('follow')
+      .description('print new records as they arrive, until Ctrl-C (GET /api/audit/follow)'),
+    false,
+  )
     .addHelpText('after', '\nWith --json each record is one NDJSON line (for a SIEM shipper).')
     .action(
       k.action(async (c, o: Json) => {
@@ -177,7 +197,10 @@ export function registerAudit(program: Command, k: Kit): void {
         if (!res.ok) throw await api.apiError(res, 'GET', path, 'key');
         c.out.note(`following the audit trail at ${api.conn.url} (Ctrl-C stops)`);
         try {
-          for await (const r of readNdjson(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), 'the follow stream'))
+          for await (const r of readNdjson(
+            Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>),
+            'the follow stream',
+          ))
             await c.out.write(c.out.json ? JSON.stringify(r) + '\n' : recordLine(r) + '\n');
         } catch (err) {
           if (err instanceof CliError) throw err;
@@ -191,7 +214,10 @@ export function registerAudit(program: Command, k: Kit): void {
     .command('verify')
     .description("check every source's hash chain (seq, prev_hash, hash), live or in an export file")
     .option('--file <file>', 'an export to check (NDJSON or JSON array) instead of the live trail')
-    .addHelpText('after', '\nExit status: 0 every chain verifies, 1 a problem was found, 2 the file is not an NDJSON or JSON export.')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 every chain verifies, 1 a problem was found, 2 the file is not an NDJSON or JSON export.',
+    )
     .action(
       k.action(async (c, o: Json) => {
         let records: AsyncIterable<Record<string, unknown>>;
@@ -201,7 +227,10 @@ export function registerAudit(program: Command, k: Kit): void {
           const path = '/api/audit/export';
           const res = await api.raw('GET', path, { query: { format: 'ndjson' } });
           if (!res.ok) throw await api.apiError(res, 'GET', path, 'key');
-          records = readNdjson(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), 'the export');
+          records = readNdjson(
+            Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>),
+            'the export',
+          );
         }
         const r = await verifyRecords(records);
         const bad = r.sources.reduce((n, s) => n + s.problems.length, 0);
@@ -210,7 +239,8 @@ export function registerAudit(program: Command, k: Kit): void {
           let text = '';
           for (const s of r.sources) {
             text += `${s.problems.length === 0 ? 'ok  ' : 'FAIL'} ${s.source}: ${s.records} records, seq ${s.firstSeq}..${s.lastSeq}\n`;
-            for (const p of s.problems.slice(0, 20)) text += `     ${p.audit_id} seq ${p.seq}: ${p.problem}\n`;
+            for (const p of s.problems.slice(0, 20))
+              text += `     ${p.audit_id} seq ${p.seq}: ${p.problem}\n`;
             if (s.problems.length > 20) text += `     … ${s.problems.length - 20} more\n`;
           }
           text += `${r.total} records, ${r.sources.length} sources, ${bad} problems\n`;

@@ -30,13 +30,20 @@ function retryText(ms: number): string {
 
 /** The human lines for a check's answer. */
 export function renderDecision(r: Json, resource: string): string {
-  const lines = [`${r.decision ?? (r.allowed ? 'ALLOW' : 'DENY')}  ${r.action}${resource ? ` on ${resource}` : ''}`];
+  const lines = [
+    `${r.decision ?? (r.allowed ? 'ALLOW' : 'DENY')}  ${r.action}${resource ? ` on ${resource}` : ''}`,
+  ];
   lines.push(`  reason:     ${r.reason} (${r.reason_code})`);
   const d = (r.details as Json | undefined) ?? {};
   if (d.missing_capability) lines.push(`  missing:    ${d.missing_capability}`);
-  if (d.next_allowed_at) lines.push(`  opens at:   ${d.next_allowed_at} (${until(d.next_allowed_at as string)})`);
+  if (d.next_allowed_at)
+    lines.push(`  opens at:   ${d.next_allowed_at} (${until(d.next_allowed_at as string)})`);
   else if (d.retry_after_ms) lines.push(`  retry in:   ${retryText(Number(d.retry_after_ms))}`);
-  if (d.remaining_daily_budget !== undefined && d.remaining_daily_budget !== null && d.remaining_daily_budget >= 0)
+  if (
+    d.remaining_daily_budget !== undefined &&
+    d.remaining_daily_budget !== null &&
+    d.remaining_daily_budget >= 0
+  )
     lines.push(`  today left: ${d.remaining_daily_budget}`);
   if (d.rule) lines.push(`  rule:       ${d.rule}${d.policy_id ? ` (${d.policy_id})` : ''}`);
   if (r.approval_id) {
@@ -60,12 +67,17 @@ export function registerCheck(program: Command, k: Kit): void {
     .option('--action <action>', 'verb:resource_type, e.g. read:customer_profile (required)')
     .option('--resource <resource>', 'the resource, e.g. customer_54321')
     .option('--context <json>', 'context object as JSON, e.g. \'{"ip":"10.0.1.50"}\'', jsonObject)
-    .option('--ctx <key=value>', 'one context entry (repeatable; JSON values such as 5000 or true are parsed)', contextValue)
+    .option(
+      '--ctx <key=value>',
+      'one context entry (repeatable; JSON values such as 5000 or true are parsed)',
+      contextValue,
+    )
     .option('--approval-id <id>', 'present an approved approval (after APPROVAL_REQUIRED)')
     .addOption(
-      new Option('--sidecar [url]', `ask a sidecar's loopback REST API instead (default ${DEFAULT_SIDECAR_URL})`).env(
-        'ACT_SIDECAR_URL',
-      ),
+      new Option(
+        '--sidecar [url]',
+        `ask a sidecar's loopback REST API instead (default ${DEFAULT_SIDECAR_URL})`,
+      ).env('ACT_SIDECAR_URL'),
     )
     .addHelpText(
       'after',
@@ -84,7 +96,10 @@ Examples:
         const token = required(o.token as string | undefined, '--token (or ACT_TOKEN)');
         const body: Json = { token, action: required(o.action, '--action') };
         if (o.resource !== undefined) body.resource = o.resource;
-        const context = { ...((o.context as Json | undefined) ?? {}), ...((o.ctx as Json | undefined) ?? {}) };
+        const context = {
+          ...((o.context as Json | undefined) ?? {}),
+          ...((o.ctx as Json | undefined) ?? {}),
+        };
         if (Object.keys(context).length) body.context = context;
         if (o.approvalId) body.approval_id = o.approvalId;
         let r: Json;

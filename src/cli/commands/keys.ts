@@ -12,17 +12,21 @@ export function registerKeys(program: Command, k: Kit): void {
       k.action(async (c) => {
         const r = await c.api().json('GET', '/api/keys');
         if (c.out.json) return c.out.printJson(r);
-        await printList(c, 'keys', { items: (r.keys as Json[]) ?? [], next: '' }, 'key_id', ['KEY_ID', 'ACTIVE', 'CREATED', 'PUBLIC_KEY'], (x) => [
-          x.key_id,
-          x.active ? 'yes' : 'no',
-          x.created_at,
-          x.public_key,
-        ]);
+        await printList(
+          c,
+          'keys',
+          { items: (r.keys as Json[]) ?? [], next: '' },
+          'key_id',
+          ['KEY_ID', 'ACTIVE', 'CREATED', 'PUBLIC_KEY'],
+          (x) => [x.key_id, x.active ? 'yes' : 'no', x.created_at, x.public_key],
+        );
       }),
     );
   keys
     .command('rotate')
-    .description('make a new signing key; new tokens use it, old keys verify until their tokens expire (POST /api/keys/rotate)')
+    .description(
+      'make a new signing key; new tokens use it, old keys verify until their tokens expire (POST /api/keys/rotate)',
+    )
     .action(
       k.action(async (c) => {
         const r = await c.api().json('POST', '/api/keys/rotate');

@@ -31,7 +31,8 @@ Example:
         if (g.key === '-') g.key = readFileSync(0, 'utf8').trim();
         // What login saves comes from the flags and the environment, never from the old file.
         const conn = resolveConnection(g, c.env, { readFile: false });
-        if (conn.key === undefined) throw new UsageError('act login needs --key KEY (or ACT_KEY; --key - reads it from stdin)');
+        if (conn.key === undefined)
+          throw new UsageError('act login needs --key KEY (or ACT_KEY; --key - reads it from stdin)');
         if (o.verify !== false) {
           const api = new ApiClient(conn);
           const res = await api.raw('GET', '/api/agents', { query: { limit: 1 } });

@@ -51,7 +51,9 @@ export function readPolicyFile(file: string, stdin: () => string = () => readFil
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     v = asJson ? JSON.parse(text) : (require('yaml') as typeof import('yaml')).parse(text);
   } catch (err) {
-    throw new UsageError(`${file} is not valid ${asJson ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
+    throw new UsageError(
+      `${file} is not valid ${asJson ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`,
+    );
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new UsageError(`${file} must hold one policy object (name, capabilities, constraints, …)`);
@@ -68,7 +70,8 @@ function applyFlags(base: Json, o: Json): Json {
   const c: Json = { ...((p.constraints as Json | undefined) ?? {}) };
   if (o.maxActionsPerDay !== undefined) {
     const n = Number(o.maxActionsPerDay);
-    if (!Number.isInteger(n) || n < 0) throw new UsageError('--max-actions-per-day: expected an integer ≥ 0 (0 = unlimited)');
+    if (!Number.isInteger(n) || n < 0)
+      throw new UsageError('--max-actions-per-day: expected an integer ≥ 0 (0 = unlimited)');
     c.max_actions_per_day = n;
   }
   if (o.allowedHours !== undefined) c.allowed_hours = o.allowedHours;
@@ -82,16 +85,34 @@ function applyFlags(base: Json, o: Json): Json {
 
 function definitionOptions(cmd: Command): Command {
   return cmd
-    .option('-f, --file <file>', 'policy definition, JSON or YAML ("-" reads standard input); flags override its fields')
+    .option(
+      '-f, --file <file>',
+      'policy definition, JSON or YAML ("-" reads standard input); flags override its fields',
+    )
     .option('--name <name>', 'unique name')
     .option('--description <text>', 'free text')
-    .option('--capability <cap>', 'granted capability verb:resource_type[:pattern] (repeatable, or comma-separated)', list)
+    .option(
+      '--capability <cap>',
+      'granted capability verb:resource_type[:pattern] (repeatable, or comma-separated)',
+      list,
+    )
     .option('--max-actions-per-day <n>', 'daily maximum per agent (0 = unlimited)')
-    .option('--allowed-hours <window>', 'e.g. "09:00-17:00 UTC", "Mon-Fri 09:00-17:00 Europe/Berlin" ("" = always)')
+    .option(
+      '--allowed-hours <window>',
+      'e.g. "09:00-17:00 UTC", "Mon-Fri 09:00-17:00 Europe/Berlin" ("" = always)',
+    )
     .option('--rate-limit <rate>', 'e.g. "100 per minute" ("" = unlimited)')
-    .option('--timezone <zone>', 'IANA zone of the daily maximum\'s day')
-    .option('--condition <cel>', 'CEL condition that must hold, e.g. "context.amount <= 50000" (repeatable)', repeat)
-    .option('--approval-rule <cel>', 'CEL rule that requires a human approval when true (repeatable)', repeat);
+    .option('--timezone <zone>', "IANA zone of the daily maximum's day")
+    .option(
+      '--condition <cel>',
+      'CEL condition that must hold, e.g. "context.amount <= 50000" (repeatable)',
+      repeat,
+    )
+    .option(
+      '--approval-rule <cel>',
+      'CEL rule that requires a human approval when true (repeatable)',
+      repeat,
+    );
 }
 
 async function printPolicy(c: Ctx, p: Json): Promise<void> {
@@ -134,16 +155,23 @@ approval_rules (CEL strings or {expression, actions, description} objects).`,
   ).action(
     k.action(async (c, o: Json) => {
       const r = await listItems(c, '/api/policies', 'policies', { name_contains: o.nameContains }, o);
-      await printList(c, 'policies', r, 'policy_id', ['POLICY_ID', 'NAME', 'VERSION', 'CAPABILITIES', 'CONSTRAINTS'], (p) => [
-        p.policy_id,
-        p.name,
-        p.version,
-        p.capabilities,
-        Object.entries((p.constraints as Json) ?? {})
-          .filter(([, v]) => v !== '' && v !== 0)
-          .map(([key, v]) => `${key}=${v}`)
-          .join('; '),
-      ]);
+      await printList(
+        c,
+        'policies',
+        r,
+        'policy_id',
+        ['POLICY_ID', 'NAME', 'VERSION', 'CAPABILITIES', 'CONSTRAINTS'],
+        (p) => [
+          p.policy_id,
+          p.name,
+          p.version,
+          p.capabilities,
+          Object.entries((p.constraints as Json) ?? {})
+            .filter(([, v]) => v !== '' && v !== 0)
+            .map(([key, v]) => `${key}=${v}`)
+            .join('; '),
+        ],
+      );
     }),
   );
 
@@ -151,7 +179,11 @@ approval_rules (CEL strings or {expression, actions, description} objects).`,
     .command('get')
     .description('show one policy (GET /api/policies/{id})')
     .argument('<policy-id>', 'policy_…')
-    .action(k.action(async (c, id: string) => printPolicy(c, await c.api().json('GET', `/api/policies/${seg(id)}`))));
+    .action(
+      k.action(async (c, id: string) =>
+        printPolicy(c, await c.api().json('GET', `/api/policies/${seg(id)}`)),
+      ),
+    );
 
   definitionOptions(
     policies
@@ -170,7 +202,9 @@ With --wait the answer says how many connected sidecars applied the new version.
     .action(
       k.action(async (c, id: string, o: Json) => {
         const api = c.api();
-        const base = o.file ? readPolicyFile(o.file as string) : await api.json('GET', `/api/policies/${seg(id)}`);
+        const base = o.file
+          ? readPolicyFile(o.file as string)
+          : await api.json('GET', `/api/policies/${seg(id)}`);
         const body = applyFlags(base, o);
         const p = await api.json('PUT', `/api/policies/${seg(id)}`, { body, query: { wait: o.wait } });
         await printPolicy(c, p);

@@ -43,19 +43,27 @@ async function printIssued(c: Ctx, t: Json): Promise<void> {
 export function tokenId(v: string): string {
   if (!v.startsWith('act_')) return v;
   const p = parseToken(v);
-  if ('error' in p) throw new UsageError(`that is not a valid ACT token (${p.error}); give its id (tok_…) or the whole token`);
+  if ('error' in p)
+    throw new UsageError(
+      `that is not a valid ACT token (${p.error}); give its id (tok_…) or the whole token`,
+    );
   return p.claims.token_id;
 }
 
 function expiryOptions(cmd: Command, what: string): Command {
   return cmd
-    .addOption(new Option('--expires-in <duration>', `lifetime, e.g. 8h, 30d (${what})`).argParser(durationArg).conflicts('expiresAt'))
+    .addOption(
+      new Option('--expires-in <duration>', `lifetime, e.g. 8h, 30d (${what})`)
+        .argParser(durationArg)
+        .conflicts('expiresAt'),
+    )
     .addOption(new Option('--expires-at <time>', 'expiry, RFC 3339 (e.g. 2030-01-31T23:59:59Z)'))
     .option('--metadata <key=value>', 'issuer metadata (repeatable), e.g. issued_by=alice', keyValue);
 }
 
 function expiry(o: Json): string | undefined {
-  if (o.expiresIn) return new Date(Date.now() + durationMs(o.expiresIn as string)).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  if (o.expiresIn)
+    return new Date(Date.now() + durationMs(o.expiresIn as string)).toISOString().replace(/\.\d{3}Z$/, 'Z');
   if (o.expiresAt) {
     if (Number.isNaN(Date.parse(o.expiresAt as string)))
       throw new UsageError(`--expires-at: expected an RFC 3339 time, got ${JSON.stringify(o.expiresAt)}`);
@@ -65,7 +73,9 @@ function expiry(o: Json): string | undefined {
 }
 
 export function registerTokens(program: Command, k: Kit): void {
-  const tokens = program.command('tokens').description('capability tokens: issue, inspect, revoke, attenuate');
+  const tokens = program
+    .command('tokens')
+    .description('capability tokens: issue, inspect, revoke, attenuate');
 
   expiryOptions(
     tokens
@@ -74,7 +84,7 @@ export function registerTokens(program: Command, k: Kit): void {
       .option('--agent <agent-id>', 'the agent (required)')
       .option('--policy <policy-id>', 'a policy (repeatable, or comma-separated; required)', list)
       .option('--not-before <time>', 'not valid before this RFC 3339 time', timeArg),
-    'default: the control plane\'s, 24h',
+    "default: the control plane's, 24h",
   )
     .addHelpText(
       'after',
@@ -109,14 +119,27 @@ export function registerTokens(program: Command, k: Kit): void {
         { agent_id: o.agent, include_inactive: o.includeInactive ? 'true' : undefined },
         o,
       );
-      await printList(c, 'tokens', r, 'token_id', ['TOKEN_ID', 'AGENT_ID', 'POLICIES', 'EXPIRES', 'STATE', 'PARENT'], (t) => [
-        t.token_id,
-        t.agent_id,
-        t.policy_ids,
-        t.expires_at,
-        t.revoked ? 'revoked' : Date.parse(t.expires_at as string) <= Date.now() ? 'expired' : t.attenuated ? 'live (attenuated)' : 'live',
-        t.parent_token_id,
-      ]);
+      await printList(
+        c,
+        'tokens',
+        r,
+        'token_id',
+        ['TOKEN_ID', 'AGENT_ID', 'POLICIES', 'EXPIRES', 'STATE', 'PARENT'],
+        (t) => [
+          t.token_id,
+          t.agent_id,
+          t.policy_ids,
+          t.expires_at,
+          t.revoked
+            ? 'revoked'
+            : Date.parse(t.expires_at as string) <= Date.now()
+              ? 'expired'
+              : t.attenuated
+                ? 'live (attenuated)'
+                : 'live',
+          t.parent_token_id,
+        ],
+      );
     }),
   );
 
@@ -141,14 +164,17 @@ export function registerTokens(program: Command, k: Kit): void {
       k.action(async (c, id: string, o: Json) => {
         const body: Json = {};
         if (o.reason !== undefined) body.reason = o.reason;
-        const r = await c.api().json('POST', `/api/tokens/${seg(tokenId(id))}/revoke`, { body, query: { wait: o.wait } });
+        const r = await c
+          .api()
+          .json('POST', `/api/tokens/${seg(tokenId(id))}/revoke`, { body, query: { wait: o.wait } });
         if (c.out.json) return c.out.printJson(r);
         const ids = (r.revoked_token_ids as string[]) ?? [];
         if (c.out.quiet) return c.out.write(ids.map((x) => `${x}\n`).join(''));
         await c.out.write(`revoked ${ids.join(', ')} (revision ${r.revision})\n`);
         const prop = propagationLine(r.propagation as Json | undefined);
         if (prop) await c.out.write(`propagation: ${prop}\n`);
-        else if (o.wait) c.out.note('act: the control plane did not report propagation (it does not support --wait yet)');
+        else if (o.wait)
+          c.out.note('act: the control plane did not report propagation (it does not support --wait yet)');
       }),
     );
 
@@ -157,8 +183,12 @@ export function registerTokens(program: Command, k: Kit): void {
       .command('attenuate')
       .description('derive a child token with fewer rights (POST /api/tokens/{id}/attenuate)')
       .argument('<token>', 'the parent: a token id (tok_…) or the token (act_…)')
-      .option('--capability <cap>', "the child's capabilities, each covered by the parent's (repeatable; required)", list)
-      .option('--agent <agent-id>', 'delegate to another agent (default: the parent\'s)'),
+      .option(
+        '--capability <cap>',
+        "the child's capabilities, each covered by the parent's (repeatable; required)",
+        list,
+      )
+      .option('--agent <agent-id>', "delegate to another agent (default: the parent's)"),
     "default: the parent's expiry",
   ).action(
     k.action(async (c, id: string, o: Json) => {

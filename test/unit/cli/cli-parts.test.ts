@@ -24,7 +24,10 @@ describe('cli parts', () => {
     assert.equal(parseBaseUrl('http://127.0.0.1:8700/', '--url'), 'http://127.0.0.1:8700');
     assert.equal(parseBaseUrl('https://act.example.com/base/', '--url'), 'https://act.example.com/base');
     assert.throws(() => parseBaseUrl('127.0.0.1:8700', '--url'), /did you mean http:\/\/127\.0\.0\.1:8700\?/);
-    assert.throws(() => parseBaseUrl('localhost:8700', 'ACT_URL'), /^Error: ACT_URL: "localhost:8700" is not an http/);
+    assert.throws(
+      () => parseBaseUrl('localhost:8700', 'ACT_URL'),
+      /^Error: ACT_URL: "localhost:8700" is not an http/,
+    );
     assert.throws(() => parseBaseUrl('ftp://x', '--url'), UsageError);
     assert.throws(() => parseBaseUrl('http://a:b@h:1', '--url'), /not in the URL/);
     assert.throws(() => parseBaseUrl('http://h:1/?x=1', '--url'), /query/);
@@ -36,16 +39,31 @@ describe('cli parts', () => {
     const env = { ACT_CONFIG: file } as NodeJS.ProcessEnv;
     assert.deepEqual(
       { ...resolveConnection({}, env) },
-      { url: 'http://file:1', urlFrom: `url in ${file}`, key: 'file-key', keyFrom: `key in ${file}`, configPath: file },
+      {
+        url: 'http://file:1',
+        urlFrom: `url in ${file}`,
+        key: 'file-key',
+        keyFrom: `key in ${file}`,
+        configPath: file,
+      },
     );
     const e2 = { ...env, ACT_URL: 'http://env:2', ACT_KEY: 'env-key' };
     const c2 = resolveConnection({}, e2);
     assert.equal(c2.url, 'http://env:2');
     assert.equal(c2.keyFrom, 'ACT_KEY');
     const c3 = resolveConnection({ url: 'http://flag:3', key: 'flag-key' }, e2);
-    assert.deepEqual([c3.url, c3.urlFrom, c3.key, c3.keyFrom], ['http://flag:3', '--url', 'flag-key', '--key']);
-    assert.equal(resolveConnection({}, { ACT_CONFIG: path.join(dir, 'none.json') }).url, 'http://127.0.0.1:8700');
-    assert.equal(resolveConnection({}, { ACT_CONFIG: path.join(dir, 'none.json'), ACT_ADMIN_KEY: 'a' }).keyFrom, 'ACT_ADMIN_KEY');
+    assert.deepEqual(
+      [c3.url, c3.urlFrom, c3.key, c3.keyFrom],
+      ['http://flag:3', '--url', 'flag-key', '--key'],
+    );
+    assert.equal(
+      resolveConnection({}, { ACT_CONFIG: path.join(dir, 'none.json') }).url,
+      'http://127.0.0.1:8700',
+    );
+    assert.equal(
+      resolveConnection({}, { ACT_CONFIG: path.join(dir, 'none.json'), ACT_ADMIN_KEY: 'a' }).keyFrom,
+      'ACT_ADMIN_KEY',
+    );
     assert.equal(resolveConnection({}, { ...env, ACT_ADMIN_KEY: 'a', ACT_KEY: 'k' }).key, 'k');
     assert.equal(resolveConnection({}, env, { readFile: false }).key, undefined);
     writeFileSync(file, '[1]');
@@ -58,11 +76,14 @@ describe('cli parts', () => {
     assert.deepEqual(list('a,b', ['x']), ['x', 'a', 'b']);
     assert.deepEqual(keyValue('purpose=a=b', { k: 'v' }), { k: 'v', purpose: 'a=b' });
     assert.throws(() => keyValue('novalue', undefined), /key=value/);
-    assert.deepEqual(contextValue('amount=5000', contextValue('ok=true', contextValue('ip=10.0.1.50', undefined))), {
-      ip: '10.0.1.50',
-      ok: true,
-      amount: 5000,
-    });
+    assert.deepEqual(
+      contextValue('amount=5000', contextValue('ok=true', contextValue('ip=10.0.1.50', undefined))),
+      {
+        ip: '10.0.1.50',
+        ok: true,
+        amount: 5000,
+      },
+    );
     const t = Date.parse(timeArg('1h'));
     assert.ok(Math.abs(Date.now() - 3_600_000 - t) < 5000);
     assert.equal(timeArg('2026-01-31T09:00:00Z'), '2026-01-31T09:00:00Z');
@@ -70,17 +91,43 @@ describe('cli parts', () => {
   });
 
   it('tables: upper-case headers, two spaces between columns, no trailing blanks, "-" for empty', () => {
-    const t = renderTable(['ID', 'NAME', 'TAGS'], [['a1', 'x', ['p', 'q']], ['b22', '', []]]);
+    const t = renderTable(
+      ['ID', 'NAME', 'TAGS'],
+      [
+        ['a1', 'x', ['p', 'q']],
+        ['b22', '', []],
+      ],
+    );
     assert.equal(t, 'ID   NAME  TAGS\na1   x     p,q\nb22  -     -\n');
   });
 
   it('propagation receipts', () => {
     assert.equal(
-      propagationLine({ revision: 42, applied: 2, total: 3, pending_sidecar_ids: ['sc-b'], complete: false, waited_ms: 5000 }),
+      propagationLine({
+        revision: 42,
+        applied: 2,
+        total: 3,
+        pending_sidecar_ids: ['sc-b'],
+        complete: false,
+        waited_ms: 5000,
+      }),
       'applied 2 of 3 sidecars; pending: sc-b (revision 42, waited 5000 ms)',
     );
-    assert.equal(propagationLine({ revision: 7, applied: 1, total: 1, pending_sidecar_ids: [], complete: true, waited_ms: 3 }), 'applied 1 of 1 sidecar (revision 7, waited 3 ms)');
-    assert.equal(propagationLine({ revision: 7, applied: 0, total: 0 }), 'no connected sidecar holds it (revision 7)');
+    assert.equal(
+      propagationLine({
+        revision: 7,
+        applied: 1,
+        total: 1,
+        pending_sidecar_ids: [],
+        complete: true,
+        waited_ms: 3,
+      }),
+      'applied 1 of 1 sidecar (revision 7, waited 3 ms)',
+    );
+    assert.equal(
+      propagationLine({ revision: 7, applied: 0, total: 0 }),
+      'no connected sidecar holds it (revision 7)',
+    );
     assert.equal(propagationLine(undefined), undefined);
   });
 
@@ -129,29 +176,73 @@ describe('cli parts', () => {
   });
 
   it('start-up errors: grpc-js bind summaries and node listen errors map to the listener that failed', () => {
-    const cfg = { httpAddr: { host: '127.0.0.1', port: 8700 }, grpcAddr: { host: '127.0.0.1', port: 8701 }, dataDir: '/var/lib/act' };
-    const grpcErr = new Error('No address added out of total 1 resolved errors: [listen EADDRINUSE: address already in use 127.0.0.1:8701]');
+    const cfg = {
+      httpAddr: { host: '127.0.0.1', port: 8700 },
+      grpcAddr: { host: '127.0.0.1', port: 8701 },
+      dataDir: '/var/lib/act',
+    };
+    const grpcErr = new Error(
+      'No address added out of total 1 resolved errors: [listen EADDRINUSE: address already in use 127.0.0.1:8701]',
+    );
     assert.equal(
       describeStartupError('control-plane', CONTROL_PLANE_OPTIONS, cfg, grpcErr)?.message,
       'act control-plane: cannot listen on 127.0.0.1:8701 (address in use): set --grpc-addr/ACT_GRPC_ADDR',
     );
     const httpErr = Object.assign(new Error('listen EACCES: permission denied 127.0.0.1:80'), {
-      code: 'EACCES', syscall: 'listen', address: '127.0.0.1', port: 80,
+      code: 'EACCES',
+      syscall: 'listen',
+      address: '127.0.0.1',
+      port: 80,
     });
     assert.equal(
-      describeStartupError('control-plane', CONTROL_PLANE_OPTIONS, { ...cfg, httpAddr: { host: '127.0.0.1', port: 80 } }, httpErr)?.message,
+      describeStartupError(
+        'control-plane',
+        CONTROL_PLANE_OPTIONS,
+        { ...cfg, httpAddr: { host: '127.0.0.1', port: 80 } },
+        httpErr,
+      )?.message,
       'act control-plane: cannot listen on 127.0.0.1:80 (permission denied; ports below 1024 need privileges): set --http-addr/ACT_HTTP_ADDR',
     );
-    const v6 = Object.assign(new Error('listen EADDRNOTAVAIL'), { code: 'EADDRNOTAVAIL', syscall: 'listen', address: '::2', port: 8700 });
-    assert.match(describeStartupError('control-plane', CONTROL_PLANE_OPTIONS, { ...cfg, httpAddr: { host: '::2', port: 8700 } }, v6)!.message, /cannot listen on \[::2\]:8700 \(no such address on this machine\): set --http-addr/);
-    const unix = new Error('No address added out of total 1 resolved errors: [listen EADDRINUSE: address already in use /run/act.sock]');
+    const v6 = Object.assign(new Error('listen EADDRNOTAVAIL'), {
+      code: 'EADDRNOTAVAIL',
+      syscall: 'listen',
+      address: '::2',
+      port: 8700,
+    });
+    assert.match(
+      describeStartupError(
+        'control-plane',
+        CONTROL_PLANE_OPTIONS,
+        { ...cfg, httpAddr: { host: '::2', port: 8700 } },
+        v6,
+      )!.message,
+      /cannot listen on \[::2\]:8700 \(no such address on this machine\): set --http-addr/,
+    );
+    const unix = new Error(
+      'No address added out of total 1 resolved errors: [listen EADDRINUSE: address already in use /run/act.sock]',
+    );
     assert.equal(
-      describeStartupError('sidecar', SIDECAR_OPTIONS, { grpcAddr: ['unix:/run/act.sock'], httpAddr: ['127.0.0.1:8710'] }, unix)?.message,
+      describeStartupError(
+        'sidecar',
+        SIDECAR_OPTIONS,
+        { grpcAddr: ['unix:/run/act.sock'], httpAddr: ['127.0.0.1:8710'] },
+        unix,
+      )?.message,
       'act sidecar: cannot listen on /run/act.sock (address in use): set --grpc-addr/ACT_SIDECAR_GRPC_ADDR',
     );
-    const fsErr = Object.assign(new Error('EACCES'), { code: 'EACCES', path: '/var/lib/act/store.mdb', syscall: 'open' });
-    assert.match(describeStartupError('control-plane', CONTROL_PLANE_OPTIONS, cfg, fsErr)!.message, /cannot use the data directory \/var\/lib\/act \(permission denied: .*\): set --data-dir\/ACT_DATA_DIR/);
-    assert.equal(describeStartupError('control-plane', CONTROL_PLANE_OPTIONS, cfg, new TypeError('x is undefined')), undefined);
+    const fsErr = Object.assign(new Error('EACCES'), {
+      code: 'EACCES',
+      path: '/var/lib/act/store.mdb',
+      syscall: 'open',
+    });
+    assert.match(
+      describeStartupError('control-plane', CONTROL_PLANE_OPTIONS, cfg, fsErr)!.message,
+      /cannot use the data directory \/var\/lib\/act \(permission denied: .*\): set --data-dir\/ACT_DATA_DIR/,
+    );
+    assert.equal(
+      describeStartupError('control-plane', CONTROL_PLANE_OPTIONS, cfg, new TypeError('x is undefined')),
+      undefined,
+    );
     assert.ok(isGrpcBindNoise('No address added out of total 1 resolved'));
     assert.equal(isGrpcBindNoise('Connection dropped'), false);
   });
