@@ -28,12 +28,24 @@ const PLAIN_TABLE = {
   style: { head: [] as string[], border: [] as string[], 'padding-left': 0, 'padding-right': 0 },
 };
 
+/**
+ * Control characters shown escaped: text from the server (an agent's resource
+ * or context, shown to an approver) must not move the cursor, clear the screen or
+ * rewrite earlier lines of the operator's terminal.
+ */
+export function printable(s: string, keepNewlines = false): string {
+  const re = keepNewlines
+    ? /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/g
+    : /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+  return s.replace(re, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** A cell: strings as they are, lists joined, objects as compact JSON, empty as "-". */
 export function cell(v: unknown): string {
   if (v === undefined || v === null || v === '') return '-';
   if (Array.isArray(v)) return v.length === 0 ? '-' : v.map((x) => cell(x)).join(',');
-  if (typeof v === 'object') return Object.keys(v).length === 0 ? '-' : JSON.stringify(v);
-  return String(v);
+  if (typeof v === 'object') return Object.keys(v).length === 0 ? '-' : printable(JSON.stringify(v));
+  return printable(String(v));
 }
 
 /** Renders rows under upper-case headers, columns separated by two spaces. */
@@ -88,6 +100,11 @@ export class Output {
   write(s: string | Uint8Array): Promise<void> {
     if (this.stdout.write(s)) return Promise.resolve();
     return new Promise((resolve) => this.stdout.once('drain', resolve));
+  }
+
+  /** Human text: control characters escaped, line breaks kept. */
+  say(s: string): Promise<void> {
+    return this.write(printable(s, true));
   }
 
   /** The API's JSON, indented (one document; `jq` and JSON.parse read it). */

@@ -164,6 +164,17 @@ describe('act CLI usage and errors', function () {
     assert.equal((await runAct(['agents', 'list', '--url', `${cp.url}/`], env)).code, 0);
   });
 
+  it('an id from the command line stays one path segment (no route traversal)', async () => {
+    const env = { ...base, ACT_URL: cp.url, ACT_KEY: cp.adminKey };
+    const before = (await runAct(['keys', 'list', '-q'], env)).stdout;
+    for (const id of ['../keys/rotate', '..%2Fkeys%2Frotate', 'x?y=1', '../../api/keys/rotate#']) {
+      const r = await runAct(['agents', 'disable', id], env);
+      assert.equal(r.code, 1, `${id}: ${r.stdout}`);
+      assert.match(r.stderr, /HTTP (400|404) /);
+    }
+    assert.equal((await runAct(['keys', 'list', '-q'], env)).stdout, before, 'no key was rotated');
+  });
+
   it('act login checks the key and writes the config file with mode 0600; flags > env > config', async () => {
     const home = path.join(tmp.dir, 'login-home');
     const env = cleanEnv(home);

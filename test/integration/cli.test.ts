@@ -389,6 +389,38 @@ describe('act CLI commands', function () {
     assert.equal(again.code, 1);
     assert.match(again.stderr, /FAILED_PRECONDITION: .*DENIED, not PENDING/);
 
+    // an agent cannot drive the approver's terminal with escape sequences in what it asks
+    const evil = json(
+      await act([
+        'check',
+        '--token',
+        tok.token,
+        '--action',
+        'create:transaction',
+        '--resource',
+        'acct\u001b[2J\u001b]0;x\u0007',
+        '--ctx',
+        'amount=9999',
+        '--ctx',
+        'note=\u001b[1A\u001b[2Kapproved',
+        '--json',
+      ]),
+    );
+    for (const args of [
+      ['approvals', 'get', evil.approval_id],
+      ['approvals', 'list'],
+      ['audit', 'query', '--limit', '3'],
+    ]) {
+      const r = await act(args);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(
+        /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(r.stdout),
+        false,
+        `${args.join(' ')} wrote a control character`,
+      );
+      assert.ok(r.stdout.includes('acct\\u001b[2J'), 'shown escaped');
+    }
+
     const use = (id: string, amount: number) =>
       act([
         'check',
@@ -633,10 +665,18 @@ describe('act CLI commands', function () {
   it('audit export --output on a terminal shows a progress line on stderr (under a pty from script(1))', async () => {
     const file = path.join(tmp, 'tty.csv');
     const out = await new Promise<string>((resolve) => {
-      const child = spawn('script', ['-qec', `"${process.execPath}" "${ACT_BIN}" audit export --format csv --output "${file}"`, '/dev/null'], {
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        'script',
+        [
+          '-qec',
+          `"${process.execPath}" "${ACT_BIN}" audit export --format csv --output "${file}"`,
+          '/dev/null',
+        ],
+        {
+          env,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       let text = '';
       child.stdout.on('data', (d) => (text += d));
       child.stderr.on('data', (d) => (text += d));
@@ -644,7 +684,10 @@ describe('act CLI commands', function () {
     });
     const rows = readFileSync(file, 'utf8').trim().split('\n').length - 1;
     assert.ok(rows > 1000);
-    assert.match(out, new RegExp(`exporting to ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${rows} records, [\\d.]+ KiB`));
+    assert.match(
+      out,
+      new RegExp(`exporting to ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${rows} records, [\\d.]+ KiB`),
+    );
   });
 
   it("agents delete revokes the agent's tokens", async () => {

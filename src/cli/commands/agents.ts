@@ -117,9 +117,9 @@ export function registerAgents(program: Command, k: Kit): void {
       k.action(async (c, id: string) => {
         const r = await c.api().json('DELETE', `/api/agents/${seg(id)}`);
         if (c.out.json) return c.out.printJson(r);
-        if (c.out.quiet) return c.out.write(`${r.id}\n`);
+        if (c.out.quiet) return c.out.say(`${r.id}\n`);
         const revoked = (r.revoked_token_ids as string[]) ?? [];
-        await c.out.write(
+        await c.out.say(
           `deleted ${r.id}${revoked.length ? `; revoked ${revoked.length} token(s): ${revoked.join(', ')}` : ''}\n`,
         );
       }),

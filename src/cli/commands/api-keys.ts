@@ -32,7 +32,7 @@ export function registerApiKeys(program: Command, k: Kit): void {
         if (o.agent) body.agent_ids = o.agent;
         const r = await c.api().json('POST', '/api/api-keys', { body });
         if (c.out.json) return c.out.printJson(r);
-        if (c.out.quiet) return c.out.write(`${r.secret}\n`);
+        if (c.out.quiet) return c.out.say(`${r.secret}\n`);
         const a = r.api_key as Json;
         await c.out.fields([
           ['api_key_id', a.api_key_id],
@@ -69,7 +69,7 @@ export function registerApiKeys(program: Command, k: Kit): void {
       k.action(async (c, id: string) => {
         const r = await c.api().json('DELETE', `/api/api-keys/${seg(id)}`);
         if (c.out.json) return c.out.printJson(r);
-        await c.out.write(c.out.quiet ? `${r.id}\n` : `deleted ${r.id}\n`);
+        await c.out.say(c.out.quiet ? `${r.id}\n` : `deleted ${r.id}\n`);
       }),
     );
 }

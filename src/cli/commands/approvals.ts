@@ -112,13 +112,13 @@ export function registerApprovals(program: Command, k: Kit): void {
           if (a.decided === true || Date.now() >= deadline - 500) break;
         }
         if (c.out.json) await c.out.printJson(a);
-        else if (c.out.quiet) await c.out.write(`${a.status}\n`);
+        else if (c.out.quiet) await c.out.say(`${a.status}\n`);
         else if (a.decided !== true)
-          await c.out.write(
+          await c.out.say(
             `${a.approval_id ?? id} is still ${a.status} after ${o.timeout} (expires at ${a.expires_at})\n`,
           );
         else
-          await c.out.write(
+          await c.out.say(
             `${a.approval_id ?? id} ${a.status}${a.resolved_by ? ` by ${a.resolved_by}` : ''}${a.comment ? `: ${a.comment}` : ''}\n` +
               (a.status === 'APPROVED'
                 ? `  repeat the check with --approval-id ${a.approval_id ?? id} (allowed once)\n`

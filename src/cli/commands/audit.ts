@@ -201,7 +201,7 @@ export function registerAudit(program: Command, k: Kit): void {
             Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>),
             'the follow stream',
           ))
-            await c.out.write(c.out.json ? JSON.stringify(r) + '\n' : recordLine(r) + '\n');
+            await (c.out.json ? c.out.write(JSON.stringify(r) + '\n') : c.out.say(recordLine(r) + '\n'));
         } catch (err) {
           if (err instanceof CliError) throw err;
           throw new UnreachableError(`the follow stream broke off: ${(err as Error).message}`);
@@ -244,7 +244,7 @@ export function registerAudit(program: Command, k: Kit): void {
             if (s.problems.length > 20) text += `     … ${s.problems.length - 20} more\n`;
           }
           text += `${r.total} records, ${r.sources.length} sources, ${bad} problems\n`;
-          await c.out.write(text);
+          await c.out.say(text);
         }
         return bad === 0 ? EXIT.OK : EXIT.API;
       }),

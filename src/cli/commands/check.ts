@@ -113,9 +113,9 @@ Examples:
           r = await api.json('POST', '/api/enforcement/check', { body, auth });
         }
         if (c.out.json) await c.out.printJson(r);
-        else if (c.out.quiet) await c.out.write(`${r.decision}${r.approval_id ? ` ${r.approval_id}` : ''}\n`);
+        else if (c.out.quiet) await c.out.say(`${r.decision}${r.approval_id ? ` ${r.approval_id}` : ''}\n`);
         else {
-          await c.out.write(renderDecision(r, (o.resource as string) ?? ''));
+          await c.out.say(renderDecision(r, (o.resource as string) ?? ''));
         }
         return r.allowed === true && (r.decision ?? 'ALLOW') === 'ALLOW' ? EXIT.OK : EXIT.DENIED;
       }),

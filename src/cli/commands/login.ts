@@ -43,7 +43,7 @@ Example:
         }
         writeConfig(conn.configPath, { url: conn.url, key: conn.key });
         if (c.out.json) await c.out.printJson({ url: conn.url, config: conn.configPath });
-        else await c.out.write(`saved ${conn.url} and the API key in ${conn.configPath} (mode 0600)\n`);
+        else await c.out.say(`saved ${conn.url} and the API key in ${conn.configPath} (mode 0600)\n`);
         return EXIT.OK;
       }),
     );

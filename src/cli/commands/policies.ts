@@ -221,7 +221,7 @@ With --wait the answer says how many connected sidecars applied the new version.
       k.action(async (c, id: string) => {
         const r = await c.api().json('DELETE', `/api/policies/${seg(id)}`);
         if (c.out.json) return c.out.printJson(r);
-        await c.out.write(c.out.quiet ? `${r.id}\n` : `deleted ${r.id}\n`);
+        await c.out.say(c.out.quiet ? `${r.id}\n` : `deleted ${r.id}\n`);
       }),
     );
 }

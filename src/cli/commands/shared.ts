@@ -44,7 +44,7 @@ export async function printList(
   row: (x: Json) => unknown[],
 ): Promise<void> {
   if (c.out.json) return c.out.printJson({ [key]: r.items, next_cursor: r.next });
-  if (c.out.quiet) return c.out.write(r.items.map((x) => `${x[idField]}\n`).join(''));
+  if (c.out.quiet) return c.out.say(r.items.map((x) => `${x[idField]}\n`).join(''));
   if (r.items.length === 0) c.out.note(`no ${key.replace(/_/g, ' ')}`);
   else await c.out.table(headers, r.items.map(row));
   if (r.next) c.out.note(`more: add --cursor ${r.next} (or --all)`);
@@ -53,7 +53,7 @@ export async function printList(
 /** Prints one object: JSON, its id, or its fields. */
 export async function printOne(c: Ctx, v: Json, idField: string, fields: [string, unknown][]): Promise<void> {
   if (c.out.json) return c.out.printJson(v);
-  if (c.out.quiet) return c.out.write(`${v[idField]}\n`);
+  if (c.out.quiet) return c.out.say(`${v[idField]}\n`);
   return c.out.fields(fields);
 }
 

@@ -23,7 +23,7 @@ const infoFields = (t: Json): [string, unknown][] => [
 /** The answer of create and attenuate: the token (a secret) and what it grants. */
 async function printIssued(c: Ctx, t: Json): Promise<void> {
   if (c.out.json) return c.out.printJson(t);
-  if (c.out.quiet) return c.out.write(`${t.token}\n`);
+  if (c.out.quiet) return c.out.say(`${t.token}\n`);
   await c.out.fields([
     ['token_id', t.token_id],
     ['agent_id', t.agent_id],
@@ -169,10 +169,10 @@ export function registerTokens(program: Command, k: Kit): void {
           .json('POST', `/api/tokens/${seg(tokenId(id))}/revoke`, { body, query: { wait: o.wait } });
         if (c.out.json) return c.out.printJson(r);
         const ids = (r.revoked_token_ids as string[]) ?? [];
-        if (c.out.quiet) return c.out.write(ids.map((x) => `${x}\n`).join(''));
-        await c.out.write(`revoked ${ids.join(', ')} (revision ${r.revision})\n`);
+        if (c.out.quiet) return c.out.say(ids.map((x) => `${x}\n`).join(''));
+        await c.out.say(`revoked ${ids.join(', ')} (revision ${r.revision})\n`);
         const prop = propagationLine(r.propagation as Json | undefined);
-        if (prop) await c.out.write(`propagation: ${prop}\n`);
+        if (prop) await c.out.say(`propagation: ${prop}\n`);
         else if (o.wait)
           c.out.note('act: the control plane did not report propagation (it does not support --wait yet)');
       }),

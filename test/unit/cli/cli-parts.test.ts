@@ -10,7 +10,7 @@ import { tokenId } from '../../../src/cli/commands/tokens';
 import { configPath, parseBaseUrl, resolveConnection } from '../../../src/cli/config';
 import { contextValue, keyValue, list, timeArg } from '../../../src/cli/context';
 import { UsageError } from '../../../src/cli/errors';
-import { renderTable } from '../../../src/cli/output';
+import { printable, renderTable } from '../../../src/cli/output';
 import { describeStartupError, isGrpcBindNoise } from '../../../src/cli/startup-errors';
 import { CONTROL_PLANE_OPTIONS } from '../../../src/control-plane/config';
 import { SIDECAR_OPTIONS } from '../../../src/sidecar/config';
@@ -99,6 +99,12 @@ describe('cli parts', () => {
       ],
     );
     assert.equal(t, 'ID   NAME  TAGS\na1   x     p,q\nb22  -     -\n');
+  });
+
+  it('control characters from the server are shown escaped, never sent to the terminal', () => {
+    assert.equal(printable('a\u001b[2Jb\u0007c\u009bd\ne'), 'a\\u001b[2Jb\\u0007c\\u009bd\\u000ae');
+    assert.equal(printable('line 1\nline\r2\n', true), 'line 1\nline\\u000d2\n');
+    assert.equal(renderTable(['X'], [['\u001b]0;pwned\u0007']]), 'X\n\\u001b]0;pwned\\u0007\n');
   });
 
   it('propagation receipts', () => {
