@@ -34,9 +34,11 @@ const PLAIN_TABLE = {
  * rewrite earlier lines of the operator's terminal.
  */
 export function printable(s: string, keepNewlines = false): string {
+  /* eslint-disable no-control-regex -- matching control characters is the point */
   const re = keepNewlines
     ? /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/g
     : /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+  /* eslint-enable no-control-regex */
   return s.replace(re, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 

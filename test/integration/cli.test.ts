@@ -414,6 +414,7 @@ describe('act CLI commands', function () {
       const r = await act(args);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(
+        // eslint-disable-next-line no-control-regex -- looking for control characters
         /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(r.stdout),
         false,
         `${args.join(' ')} wrote a control character`,
