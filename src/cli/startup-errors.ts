@@ -167,6 +167,16 @@ export function describeStartupError(
     message: `act ${component}: ${message}`,
     exitCode,
   });
+  // What start() reports itself: a sentence and the setting to change ("--http-addr / ACT_HTTP_ADDR").
+  if (e instanceof Error && e.name === 'StartupError') {
+    const setting = (e as { setting?: string }).setting?.replace(/ \/ /g, '/');
+    let msg = e.message;
+    // grpc-js's bind summary inside the sentence, told the way node's listen errors are
+    const inner = listenError(e);
+    if (inner?.code && /^cannot listen on /.test(msg))
+      msg = `cannot listen on ${inner.addr} (${LISTEN_REASONS[inner.code] ?? inner.code})`;
+    return fail(`${msg}${setting ? `: set ${setting}` : ''}`);
+  }
   const le = listenError(e);
   if (le) {
     const candidates = listeners(specs, cfg);

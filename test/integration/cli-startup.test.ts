@@ -35,7 +35,8 @@ describe('act control-plane / act sidecar start-up errors', function () {
   let env: Record<string, string>;
   let certs: { cert: string; key: string; otherKey: string; notPem: string };
   let n = 0;
-  const dataDir = () => path.join(tmp.dir, `data-${++n}`);
+  let lastDir = '';
+  const dataDir = () => (lastDir = path.join(tmp.dir, `data-${++n}`));
   const cp = (args: string[], extra: Record<string, string> = {}) =>
     runAct(
       ['control-plane', '--data-dir', dataDir(), ...args],
@@ -92,6 +93,7 @@ describe('act control-plane / act sidecar start-up errors', function () {
         oneLine(g),
         `act control-plane: cannot listen on 127.0.0.1:${busy.port} (address in use): set --grpc-addr/ACT_GRPC_ADDR`,
       );
+      assert.throws(() => statSync(lastDir), 'nothing written to disk before the port failed');
       const h = await cp([], { ACT_HTTP_ADDR: `127.0.0.1:${busy.port}` });
       assert.equal(h.code, 1);
       assert.equal(
@@ -242,9 +244,15 @@ describe('act control-plane / act sidecar start-up errors', function () {
     mkdirSync(path.join(tmp.dir, 'ok-dir'));
     const pg = await cp([], { ACT_DATABASE_URL: 'postgres://localhost/act' });
     assert.equal(pg.code, 1);
-    assert.match(oneLine(pg), /^act control-plane: cannot start: ACT_DATABASE_URL is set/);
+    assert.match(
+      oneLine(pg),
+      /^act control-plane: ACT_DATABASE_URL is set, .*: set --database-url\/ACT_DATABASE_URL$/,
+    );
     const nonLoop = await sidecar(['--grpc-addr', '0.0.0.0:0']);
     assert.equal(nonLoop.code, 1);
-    assert.match(oneLine(nonLoop), /^act sidecar: cannot start: 0\.0\.0\.0:0 is not a loopback address/);
+    assert.match(
+      oneLine(nonLoop),
+      /^act sidecar: 0\.0\.0\.0:0 is not a loopback address; .*: set --grpc-addr\/ACT_SIDECAR_GRPC_ADDR$/,
+    );
   });
 });

@@ -24,15 +24,6 @@ describe('act CLI commands', function () {
     extra: Record<string, string> = {},
     o: { input?: string; cwd?: string } = {},
   ) => runAct(args, { ...env, ...extra }, o);
-  /** Skips a test whose route the control plane does not serve yet (listed in the CLI's report). */
-  const needsRoute = async (ctx: Mocha.Context, method: string, route: string) => {
-    const r = await restClient(cp.url, cp.adminKey)(method, route);
-    if (r.status === 404 && /no route for/.test(r.text)) {
-      console.log(`      (pending: the control plane does not serve ${method} ${route} yet)`);
-      ctx.skip();
-    }
-  };
-
   before(async () => {
     tmp = fx.dir('cli-cmds');
     cp = await fx.controlPlane(path.join(tmp, 'cp'));
@@ -441,8 +432,7 @@ describe('act CLI commands', function () {
     assert.equal((await use(second.approval_id, 7000)).code, 4, 'a denied request is not allowed');
   });
 
-  it('approvals wait: exit 0 once approved (needs GET /api/approvals/{id}/wait)', async function () {
-    await needsRoute(this, 'GET', '/api/approvals/approval_00000000000000000000000000/wait?timeout=1s');
+  it('approvals wait: exit 4 while pending at the timeout, exit 0 once approved (long poll, agent token as bearer)', async () => {
     const pay = json(await act(['policies', 'list', '--name-contains', 'payments', '--json'])).policies[0];
     const tok = json(
       await act(['tokens', 'create', '--agent', agentId, '--policy', pay.policy_id, '--json']),
@@ -473,23 +463,19 @@ describe('act CLI commands', function () {
     assert.match(done.stdout, /APPROVED by /);
   });
 
-  it('tokens revoke --wait and policies update --wait show propagation (needs ?wait= on those routes)', async function () {
+  it('tokens revoke --wait and policies update --wait show which sidecars applied the change', async () => {
     const tok = json(await act(['tokens', 'create', '--agent', agentId, '--policy', policyId, '--json']));
     fx.secrets.push(tok.token);
     await waitSynced(cp, sc);
     const r = await act(['tokens', 'revoke', tok.token_id, '--wait', '5s']);
     assert.equal(r.code, 0, r.stderr);
-    if (/does not support --wait yet/.test(r.stderr)) {
-      console.log('      (pending: the control plane does not report propagation yet)');
-      this.skip();
-    }
+    assert.equal(r.stderr, '');
     assert.match(r.stdout, /^propagation: applied 1 of 1 sidecar \(revision \d+, waited \d+ ms\)$/m);
     const p = await act(['policies', 'update', policyId, '--rate-limit', '60 per minute', '--wait', '5s']);
     assert.match(p.stdout, /^propagation:\s+applied 1 of 1 sidecar/m);
   });
 
-  it('sidecars list (needs GET /api/sidecars)', async function () {
-    await needsRoute(this, 'GET', '/api/sidecars');
+  it('sidecars list: connected sidecars, applied revision, lag', async () => {
     const r = await act(['sidecars', 'list']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(

@@ -104,7 +104,8 @@ export function registerApprovals(program: Command, k: Kit): void {
         let a: Json;
         // The server may end a long poll before our timeout (its own cap): ask again until ours passes.
         for (;;) {
-          const left = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+          // At most 900 s a poll: the control plane's longest wait.
+          const left = Math.min(900, Math.max(1, Math.ceil((deadline - Date.now()) / 1000)));
           a = await api.json('GET', `/api/approvals/${seg(id)}/wait`, {
             query: { timeout: `${left}s` },
             auth,

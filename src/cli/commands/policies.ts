@@ -217,11 +217,14 @@ With --wait the answer says how many connected sidecars applied the new version.
     .command('delete')
     .description('delete a policy; tokens naming it lose its grants (DELETE /api/policies/{id})')
     .argument('<policy-id>', 'policy_…')
+    .option('--wait <duration>', 'wait until connected sidecars applied it, e.g. 5s', durationArg)
     .action(
-      k.action(async (c, id: string) => {
-        const r = await c.api().json('DELETE', `/api/policies/${seg(id)}`);
+      k.action(async (c, id: string, o: Json) => {
+        const r = await c.api().json('DELETE', `/api/policies/${seg(id)}`, { query: { wait: o.wait } });
         if (c.out.json) return c.out.printJson(r);
         await c.out.say(c.out.quiet ? `${r.id}\n` : `deleted ${r.id}\n`);
+        const prop = propagationLine(r.propagation as Json | undefined);
+        if (prop && !c.out.quiet) await c.out.say(`propagation: ${prop}\n`);
       }),
     );
 }

@@ -12,6 +12,7 @@ import { contextValue, keyValue, list, timeArg } from '../../../src/cli/context'
 import { UsageError } from '../../../src/cli/errors';
 import { printable, renderTable } from '../../../src/cli/output';
 import { describeStartupError, isGrpcBindNoise } from '../../../src/cli/startup-errors';
+import { StartupError } from '../../../src/common/errors';
 import { CONTROL_PLANE_OPTIONS } from '../../../src/control-plane/config';
 import { SIDECAR_OPTIONS } from '../../../src/sidecar/config';
 
