@@ -250,6 +250,22 @@ describe('cli parts', () => {
       describeStartupError('control-plane', CONTROL_PLANE_OPTIONS, cfg, new TypeError('x is undefined')),
       undefined,
     );
+    const own = new StartupError(
+      'cannot listen on 127.0.0.1:8701 (No address added out of total 1 resolved errors: [listen EADDRINUSE: address already in use 127.0.0.1:8701])',
+      '--grpc-addr / ACT_GRPC_ADDR',
+    );
+    assert.equal(
+      describeStartupError('control-plane', CONTROL_PLANE_OPTIONS, cfg, own)?.message,
+      'act control-plane: cannot listen on 127.0.0.1:8701 (address in use): set --grpc-addr/ACT_GRPC_ADDR',
+    );
+    const sentence = new StartupError(
+      '--http-addr takes one host:port',
+      '--http-addr / ACT_SIDECAR_HTTP_ADDR',
+    );
+    assert.equal(
+      describeStartupError('sidecar', SIDECAR_OPTIONS, {}, sentence)?.message,
+      'act sidecar: --http-addr takes one host:port: set --http-addr/ACT_SIDECAR_HTTP_ADDR',
+    );
     assert.ok(isGrpcBindNoise('No address added out of total 1 resolved'));
     assert.equal(isGrpcBindNoise('Connection dropped'), false);
   });
