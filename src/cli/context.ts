@@ -158,3 +158,11 @@ export function required<T>(v: T | undefined, flag: string): T {
 export function seg(id: string): string {
   return encodeURIComponent(id);
 }
+
+/** What a command module gets to define its verbs (built by program.ts). */
+export interface Kit {
+  /** Wraps a verb's handler: builds the context, records the exit code. */
+  action<A extends unknown[]>(
+    fn: (c: Ctx, ...args: A) => Promise<number | void>,
+  ): (...args: unknown[]) => Promise<void>;
+}

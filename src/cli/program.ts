@@ -16,17 +16,11 @@ import { registerLogin } from './commands/login';
 import { registerPolicies } from './commands/policies';
 import { registerSidecars } from './commands/sidecars';
 import { registerTokens } from './commands/tokens';
-import { Ctx } from './context';
+import { Ctx, type Kit } from './context';
 import { CliError, EXIT } from './errors';
 import { exitQuietlyOnClosedPipe } from './output';
 
-/** What a command module gets to define its verbs. */
-export interface Kit {
-  /** Wraps a verb's handler: builds the context, records the exit code. */
-  action<A extends unknown[]>(
-    fn: (c: Ctx, ...args: A) => Promise<number | void>,
-  ): (...args: unknown[]) => Promise<void>;
-}
+export type { Kit } from './context';
 
 /** A long-running process (`act control-plane`, `act sidecar`) listed in the help; run by the binary itself. */
 export interface ProcessCommand {

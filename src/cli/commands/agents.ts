@@ -1,6 +1,6 @@
 /** `act agents create|list|get|update|disable|enable|delete`. */
 import { Option, type Command } from 'commander';
-import type { Kit } from '../program';
+import type { Kit } from '../context';
 import { keyValue, required, seg } from '../context';
 import { pagingOptions, listItems, printList, printOne, type Json } from './shared';
 

@@ -1,6 +1,6 @@
 /** `act api-keys create|list|delete`: bearer keys with a role. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { Kit } from '../program';
+import type { Kit } from '../context';
 import { list, required, seg } from '../context';
 import { printList, type Json } from './shared';
 

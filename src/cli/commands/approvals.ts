@@ -1,6 +1,6 @@
 /** `act approvals list|get|approve|deny|wait`: human decisions on APPROVAL_REQUIRED checks. */
 import { Option, type Command } from 'commander';
-import type { Kit } from '../program';
+import type { Kit } from '../context';
 import type { Ctx } from '../context';
 import { durationArg, durationMs, seg } from '../context';
 import { EXIT } from '../errors';

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { SingleBar } from 'cli-progress';
 import { Option, type Command } from 'commander';
-import type { Kit } from '../program';
+import type { Kit } from '../context';
 import type { Ctx } from '../context';
 import { timeArg } from '../context';
 import { readExportFile, readNdjson, verifyRecords } from '../audit-verify';

@@ -5,7 +5,7 @@
  * and APPROVAL_REQUIRED (whose approval id is printed).
  */
 import { Option, type Command } from 'commander';
-import type { Kit } from '../program';
+import type { Kit } from '../context';
 import { contextValue, jsonObject, required } from '../context';
 import { EXIT } from '../errors';
 import type { Json } from './shared';

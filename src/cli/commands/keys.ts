@@ -1,6 +1,6 @@
 /** `act keys list|rotate`: the control plane's Ed25519 signing keys. */
 import type { Command } from 'commander';
-import type { Kit } from '../program';
+import type { Kit } from '../context';
 import { printList, printOne, type Json } from './shared';
 
 export function registerKeys(program: Command, k: Kit): void {

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { Kit } from '../program';
+import type { Kit } from '../context';
 import { ApiClient } from '../client';
 import { resolveConnection, writeConfig } from '../config';
 import { EXIT, UsageError } from '../errors';

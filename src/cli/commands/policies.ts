@@ -1,7 +1,7 @@
 /** `act policies create|list|get|update|delete`: from flags or a JSON/YAML file. */
 import { readFileSync } from 'node:fs';
 import { type Command } from 'commander';
-import type { Kit } from '../program';
+import type { Kit } from '../context';
 import type { Ctx } from '../context';
 import { durationArg, list, repeat, required, seg } from '../context';
 import { UsageError } from '../errors';

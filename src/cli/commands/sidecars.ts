@@ -1,6 +1,6 @@
 /** `act sidecars list`: which sidecars are connected and how far their replicas are. */
 import type { Command } from 'commander';
-import type { Kit } from '../program';
+import type { Kit } from '../context';
 import { printList, type Json } from './shared';
 
 export function registerSidecars(program: Command, k: Kit): void {

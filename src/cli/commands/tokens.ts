@@ -1,6 +1,6 @@
 /** `act tokens create|list|get|revoke|attenuate`. */
 import { Option, type Command } from 'commander';
-import type { Kit } from '../program';
+import type { Kit } from '../context';
 import type { Ctx } from '../context';
 import { durationArg, durationMs, keyValue, list, required, seg, timeArg } from '../context';
 import { UsageError } from '../errors';
