@@ -8,6 +8,8 @@ import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'nod
 import path from 'node:path';
 import type { Command } from 'commander';
 import { buildProgram } from '../../src/cli/program';
+import { CONTROL_PLANE_OPTIONS } from '../../src/control-plane/config';
+import { SIDECAR_OPTIONS } from '../../src/sidecar/config';
 import { startControlPlane, tempDir, type ControlPlaneProcess } from '../support/processes';
 import { freePort } from '../support/sidecar-helpers';
 import { cleanEnv, json, runAct } from './cli-helpers';
@@ -81,6 +83,23 @@ describe('act CLI usage and errors', function () {
         assert.equal(bare.stdout, '');
       }
     }
+  });
+
+  it('act control-plane --help and act sidecar --help list every flag and variable; the README names each variable', async () => {
+    for (const [cmd, specs] of [
+      ['control-plane', CONTROL_PLANE_OPTIONS],
+      ['sidecar', SIDECAR_OPTIONS],
+    ] as const) {
+      const h = await runAct([cmd, '--help'], base);
+      assert.equal(h.code, 0);
+      for (const s of Object.values(specs)) {
+        assert.ok(h.stdout.includes(s.flag), `${cmd} --help lacks ${s.flag}`);
+        assert.ok(h.stdout.includes(s.env), `${cmd} --help lacks ${s.env}`);
+      }
+    }
+    const readme = readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+    for (const s of [...Object.values(CONTROL_PLANE_OPTIONS), ...Object.values(SIDECAR_OPTIONS)])
+      assert.ok(readme.includes(s.env), `README does not document ${s.env}`);
   });
 
   it('suggests the command or option meant (exit 2, nothing sent)', async () => {
