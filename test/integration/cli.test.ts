@@ -149,6 +149,24 @@ describe('act CLI commands', function () {
       /Customer Support Policy\s+1\s+read:customer_profile,read:order_history,create:support_ticket\s+max_actions_per_day=1000; rate_limit=100 per minute/,
     );
 
+    // paging: one page and a hint on stderr, or every page with --all
+    const all = (await act(['policies', 'list', '-q'])).stdout.trim().split('\n');
+    assert.ok(all.length >= 3);
+    const one = await act(['policies', 'list', '--limit', '1']);
+    assert.equal(one.stdout.trim().split('\n').length, 2, 'header and one row');
+    const cursor = /^more: add --cursor (\S+) \(or --all\)$/m.exec(one.stderr)?.[1];
+    assert.ok(cursor, one.stderr);
+    const second = await act(['policies', 'list', '--limit', '1', '--cursor', cursor, '-q']);
+    assert.equal(second.stdout.trim(), all[1]);
+    assert.deepEqual(
+      (await act(['policies', 'list', '--limit', '1', '--all', '-q'])).stdout.trim().split('\n'),
+      all,
+    );
+    assert.equal(
+      json(await act(['policies', 'list', '--limit', '1', '--all', '--json'])).policies.length,
+      all.length,
+    );
+
     // update from flags keeps what the flags do not name
     const upd = json(await act(['policies', 'update', policyId, '--rate-limit', '50 per minute', '--json']));
     assert.equal(upd.version, 2);
