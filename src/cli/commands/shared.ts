@@ -63,9 +63,12 @@ export function propagationLine(p: Json | undefined): string | undefined {
   const total = Number(p.total ?? 0);
   const applied = Number(p.applied ?? 0);
   const waited = p.waited_ms !== undefined ? `, waited ${p.waited_ms} ms` : '';
-  if (total === 0) return `no connected sidecar holds it (revision ${p.revision}${waited})`;
+  if (total === 0 && !((p.disconnected_sidecar_ids as string[] | undefined) ?? []).length)
+    return `no connected sidecar holds it (revision ${p.revision}${waited})`;
   const pending = (p.pending_sidecar_ids as string[] | undefined) ?? [];
+  // Cut off without a goodbye: they may still decide from their replica until it goes stale.
+  const cut = (p.disconnected_sidecar_ids as string[] | undefined) ?? [];
   return `applied ${applied} of ${total} sidecar${total === 1 ? '' : 's'}${
     pending.length ? `; pending: ${pending.join(', ')}` : ''
-  } (revision ${p.revision}${waited})`;
+  }${cut.length ? `; cut off (may still decide until stale): ${cut.join(', ')}` : ''} (revision ${p.revision}${waited})`;
 }

@@ -135,6 +135,22 @@ describe('cli parts', () => {
       propagationLine({ revision: 7, applied: 0, total: 0 }),
       'no connected sidecar holds it (revision 7)',
     );
+    assert.equal(
+      propagationLine({
+        revision: 8,
+        applied: 1,
+        total: 1,
+        pending_sidecar_ids: [],
+        disconnected_sidecar_ids: ['sc-c'],
+        complete: false,
+        waited_ms: 5000,
+      }),
+      'applied 1 of 1 sidecar; cut off (may still decide until stale): sc-c (revision 8, waited 5000 ms)',
+    );
+    assert.equal(
+      propagationLine({ revision: 8, applied: 0, total: 0, disconnected_sidecar_ids: ['sc-c'] }),
+      'applied 0 of 0 sidecars; cut off (may still decide until stale): sc-c (revision 8)',
+    );
     assert.equal(propagationLine(undefined), undefined);
   });
 
