@@ -94,6 +94,7 @@ export async function startControlPlane(
   }
   await checkListen(cfg.httpAddr.host, cfg.httpAddr.port, '--http-addr / ACT_HTTP_ADDR');
   await checkListen(cfg.grpcAddr.host, cfg.grpcAddr.port, '--grpc-addr / ACT_GRPC_ADDR');
+  if (webhookCfg) await checkListen(webhookCfg.host, webhookCfg.port, '--webhook-addr / ACT_WEBHOOK_ADDR');
 
   // ---- state ----
   const store = await openLmdbStore({ dataDir: cfg.dataDir });

@@ -126,426 +126,449 @@ export async function startSidecar(
     '--http-addr / ACT_SIDECAR_HTTP_ADDR',
   );
 
-  // ---- state ----
-  mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
-  const replicaDir = path.join(cfg.dataDir, 'replica');
-  const replica = openReplica(replicaDir, logger);
-  const spoolDir = cfg.auditSpoolDir ?? path.join(cfg.dataDir, 'audit-spool');
-  const spool = await AuditSpool.open({
-    dir: spoolDir,
-    durability: cfg.auditDurability,
-    maxBytes: cfg.auditSpoolMaxBytes,
-    onFull: cfg.auditSpoolFull,
-    source: sidecarId,
-    logger: logger.child({ component: 'audit-spool' }),
-  });
-  const shipping = new SpoolShipping(spool);
-  const owner = new SpoolOwner(spoolDir, {
-    sidecar_id: sidecarId,
-    agent_ids: cfg.agentIds,
-    pid: process.pid,
-    host: os.hostname(),
-  });
-  owner.start();
-  const adoptLogger = logger.child({ component: 'audit-adoption' });
-  const adopt = async (): Promise<number> => {
-    if (!cfg.auditSpoolAdopt) return 0;
-    for (const done of shipping.takeFinished()) {
-      await retireAdopted(done);
-      adoptLogger.info(
-        { dir: done.dir, sidecar_id: done.source },
-        'adopted audit spool shipped completely; removed',
-      );
-    }
-    const found = await adoptOrphans({
-      root: cfg.auditSpoolAdopt,
-      own: spoolDir,
-      agents: cfg.agentIds,
-      logger: adoptLogger,
+  // What start has opened so far, closed again (in reverse) when a later step fails.
+  const undo: (() => unknown)[] = [];
+  try {
+    // ---- state ----
+    mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
+    const replicaDir = path.join(cfg.dataDir, 'replica');
+    const replica = openReplica(replicaDir, logger);
+    undo.push(async () => {
+      await replica.close();
+      markClean(replicaDir);
     });
-    for (const a of found) shipping.add(a);
-    return found.length;
-  };
-  await adopt();
-
-  const metrics = createMetrics('sidecar');
-  const credentials = ca ? grpc.credentials.createSsl(ca) : grpc.credentials.createInsecure();
-  const sync = new SyncClient(
-    {
-      targets: cfg.controlPlane,
-      credentials,
-      ...(cfg.tlsServerName
-        ? { channelOptions: { 'grpc.ssl_target_name_override': cfg.tlsServerName } }
-        : {}),
-      apiKey,
-      sidecarId,
-      agentIds: cfg.agentIds,
-      version: VERSION,
-      backoffBaseMs: 200,
-      backoffMaxMs: 10_000,
-      auditBatchSize: 500,
-      maxInFlightBatches: 4,
-    },
-    replica,
-    shipping,
-    logger.child({ component: 'sync' }),
-    clock,
-  );
-  const isStale = (nowMs: number) => {
-    const last = Math.max(sync.lastContactMs, replica.lastContactMs);
-    return last === 0 || nowMs - last > cfg.staleAfter;
-  };
-  const budgets = new LeaseBudgets(remoteLeases(sync, sidecarId));
-  const decisionCounters = new Map<string, { inc(): void }>();
-  const latency = metrics.checkLatency.labels({ source: 'sidecar' });
-  const enforcer = new Enforcer({
-    view: replica,
-    budgets,
-    approvals: remoteApprovals(sync),
-    audit: spoolSink(spool),
-    clock,
-    source: sidecarId,
-    freshness: {
-      hasState: () => replica.revision > 0,
-      isStale: (now) => cfg.stalePolicy === 'fail-closed' && isStale(now),
-    },
-    onDecision: (r, us) => {
-      // Label children are looked up once per (decision, reason), not hashed on every check.
-      const key = `${r.decision}|${r.reasonCode}`;
-      let counter = decisionCounters.get(key);
-      if (counter === undefined) {
-        counter = metrics.decisions.labels({
-          decision: r.decision,
-          reason_code: r.reasonCode,
-          source: 'sidecar',
-        });
-        decisionCounters.set(key, counter);
+    const spoolDir = cfg.auditSpoolDir ?? path.join(cfg.dataDir, 'audit-spool');
+    const spool = await AuditSpool.open({
+      dir: spoolDir,
+      durability: cfg.auditDurability,
+      maxBytes: cfg.auditSpoolMaxBytes,
+      onFull: cfg.auditSpoolFull,
+      source: sidecarId,
+      logger: logger.child({ component: 'audit-spool' }),
+    });
+    const shipping = new SpoolShipping(spool);
+    const owner = new SpoolOwner(spoolDir, {
+      sidecar_id: sidecarId,
+      agent_ids: cfg.agentIds,
+      pid: process.pid,
+      host: os.hostname(),
+    });
+    owner.start();
+    undo.push(() => spool.close());
+    const adoptLogger = logger.child({ component: 'audit-adoption' });
+    const adopt = async (): Promise<number> => {
+      if (!cfg.auditSpoolAdopt) return 0;
+      for (const done of shipping.takeFinished()) {
+        await retireAdopted(done);
+        adoptLogger.info(
+          { dir: done.dir, sidecar_id: done.source },
+          'adopted audit spool shipped completely; removed',
+        );
       }
-      counter.inc();
-      latency.observe(us / 1e6);
-      sync.kick();
-    },
-  });
-  // Approval waits watch the replica (sync keeps it current) with this point's own requests overlaid.
-  const waiters = new Set<() => void>();
-  replica.onApprovals = () => {
-    for (const w of [...waiters]) w();
-  };
-  const watch = {
-    view: enforcer.approvalView,
-    subscribe: (fn: () => void) => {
-      waiters.add(fn);
-      return () => waiters.delete(fn);
-    },
-    verifier: enforcer.tokenVerifier,
-    clock,
-  };
+      const found = await adoptOrphans({
+        root: cfg.auditSpoolAdopt,
+        own: spoolDir,
+        agents: cfg.agentIds,
+        logger: adoptLogger,
+      });
+      for (const a of found) shipping.add(a);
+      return found.length;
+    };
+    await adopt();
 
-  const g = (name: string, help: string, fn: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [metrics.registry],
-      collect() {
-        this.set(fn());
+    const metrics = createMetrics('sidecar');
+    const credentials = ca ? grpc.credentials.createSsl(ca) : grpc.credentials.createInsecure();
+    const sync = new SyncClient(
+      {
+        targets: cfg.controlPlane,
+        credentials,
+        ...(cfg.tlsServerName
+          ? { channelOptions: { 'grpc.ssl_target_name_override': cfg.tlsServerName } }
+          : {}),
+        apiKey,
+        sidecarId,
+        agentIds: cfg.agentIds,
+        version: VERSION,
+        backoffBaseMs: 200,
+        backoffMaxMs: 10_000,
+        auditBatchSize: 500,
+        maxInFlightBatches: 4,
+      },
+      replica,
+      shipping,
+      logger.child({ component: 'sync' }),
+      clock,
+    );
+    const isStale = (nowMs: number) => {
+      const last = Math.max(sync.lastContactMs, replica.lastContactMs);
+      return last === 0 || nowMs - last > cfg.staleAfter;
+    };
+    const budgets = new LeaseBudgets(remoteLeases(sync, sidecarId));
+    const decisionCounters = new Map<string, { inc(): void }>();
+    const latency = metrics.checkLatency.labels({ source: 'sidecar' });
+    const enforcer = new Enforcer({
+      view: replica,
+      budgets,
+      approvals: remoteApprovals(sync),
+      audit: spoolSink(spool),
+      clock,
+      source: sidecarId,
+      freshness: {
+        hasState: () => replica.revision > 0,
+        isStale: (now) => cfg.stalePolicy === 'fail-closed' && isStale(now),
+      },
+      onDecision: (r, us) => {
+        // Label children are looked up once per (decision, reason), not hashed on every check.
+        const key = `${r.decision}|${r.reasonCode}`;
+        let counter = decisionCounters.get(key);
+        if (counter === undefined) {
+          counter = metrics.decisions.labels({
+            decision: r.decision,
+            reason_code: r.reasonCode,
+            source: 'sidecar',
+          });
+          decisionCounters.set(key, counter);
+        }
+        counter.inc();
+        latency.observe(us / 1e6);
+        sync.kick();
       },
     });
-  g('act_replica_revision', 'Revision the replica serves', () => replica.revision);
-  g('act_replica_lag_revisions', 'Control-plane revision minus the replica revision (last heartbeat)', () =>
-    Math.max(0, sync.upstreamRevision - replica.revision),
-  );
-  g('act_replica_stale', '1 when the replica is past its staleness bound', () => (isStale(clock()) ? 1 : 0));
-  g('act_sync_connected', '1 while the Sync stream is live', () => (sync.state === 'live' ? 1 : 0));
-  g(
-    'act_audit_spool_depth',
-    'Audit records not yet acknowledged by the control plane (all spools)',
-    () => shipping.depth,
-  );
-  g('act_audit_spool_bytes', 'Bytes of unacknowledged audit records', () => spool.unackedBytes);
-  g(
-    'act_audit_dropped_total',
-    'Audit records dropped because the spool was full (drop-oldest)',
-    () => spool.droppedTotal,
-  );
-  g('act_audit_shipped_total', 'Audit records acknowledged by the control plane', () => sync.shippedRecords);
-  g(
-    'act_audit_rejected_batches_total',
-    'Audit batches the control plane refused (kept, retried with backoff)',
-    () => sync.rejectedBatches,
-  );
-  g('act_audit_shipping_blocked', '1 while audit shipping is paused after a refusal', () =>
-    sync.rejection ? 1 : 0,
-  );
-  g(
-    'act_audit_adopted_spools',
-    'Spools of stopped sidecars being shipped by this one',
-    () => shipping.adoptedSpools.length,
-  );
-  g(
-    'act_budget_lease_failures_total',
-    'Budget leases that could not be had from the control plane',
-    () => budgets.stats().leaseFailures,
-  );
+    // Approval waits watch the replica (sync keeps it current) with this point's own requests overlaid.
+    const waiters = new Set<() => void>();
+    replica.onApprovals = () => {
+      for (const w of [...waiters]) w();
+    };
+    const watch = {
+      view: enforcer.approvalView,
+      subscribe: (fn: () => void) => {
+        waiters.add(fn);
+        return () => waiters.delete(fn);
+      },
+      verifier: enforcer.tokenVerifier,
+      clock,
+    };
 
-  // ---- servers ----
-  const health = new HealthStatus(SERVICES);
-  // channelz bookkeeping costs per call and nothing here reads it.
-  const grpcServer = new grpc.Server({
-    'grpc.enable_channelz': 0,
-    'grpc.max_receive_message_length': MAX_GRPC_REQUEST,
-  });
-  let inFlight = 0;
-  let draining = false;
-  let drained: (() => void) | undefined;
-  const tracked = async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (draining) throw new ActError('UNAVAILABLE', 'sidecar is shutting down');
-    inFlight++;
-    try {
-      return await fn();
-    } finally {
-      if (--inFlight === 0 && drained) drained();
-    }
-  };
-  const decoded = (req: unknown) => {
-    const bad = undecodable(req);
-    if (bad !== undefined) throw invalid('request', `the request could not be decoded: ${bad}`);
-    return req as Record<string, unknown>;
-  };
-  const impl: DecisionServiceServer = {
-    checkPermission: (call, cb) => {
-      tracked(async () => {
-        const input = parseCheckRequest(decoded(call.request));
-        return checkMessage(input.action, await enforcer.check(input));
-      }).then(
-        (res) => cb(null, res),
-        (err: unknown) => cb(toGrpcError(err, logger)),
-      );
-    },
-    checkPermissions: (call, cb) => {
-      tracked(async () => {
-        const r = decoded(call.request);
-        const inputs = parseCheckBatch(r.token, r.items);
-        const results = await Promise.all(
-          inputs.map((i) => enforcer.check(i).then((o) => checkMessage(i.action, o))),
+    const g = (name: string, help: string, fn: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [metrics.registry],
+        collect() {
+          this.set(fn());
+        },
+      });
+    g('act_replica_revision', 'Revision the replica serves', () => replica.revision);
+    g('act_replica_lag_revisions', 'Control-plane revision minus the replica revision (last heartbeat)', () =>
+      Math.max(0, sync.upstreamRevision - replica.revision),
+    );
+    g('act_replica_stale', '1 when the replica is past its staleness bound', () =>
+      isStale(clock()) ? 1 : 0,
+    );
+    g('act_sync_connected', '1 while the Sync stream is live', () => (sync.state === 'live' ? 1 : 0));
+    g(
+      'act_audit_spool_depth',
+      'Audit records not yet acknowledged by the control plane (all spools)',
+      () => shipping.depth,
+    );
+    g('act_audit_spool_bytes', 'Bytes of unacknowledged audit records', () => spool.unackedBytes);
+    g(
+      'act_audit_dropped_total',
+      'Audit records dropped because the spool was full (drop-oldest)',
+      () => spool.droppedTotal,
+    );
+    g(
+      'act_audit_shipped_total',
+      'Audit records acknowledged by the control plane',
+      () => sync.shippedRecords,
+    );
+    g(
+      'act_audit_rejected_batches_total',
+      'Audit batches the control plane refused (kept, retried with backoff)',
+      () => sync.rejectedBatches,
+    );
+    g('act_audit_shipping_blocked', '1 while audit shipping is paused after a refusal', () =>
+      sync.rejection ? 1 : 0,
+    );
+    g(
+      'act_audit_adopted_spools',
+      'Spools of stopped sidecars being shipped by this one',
+      () => shipping.adoptedSpools.length,
+    );
+    g(
+      'act_budget_lease_failures_total',
+      'Budget leases that could not be had from the control plane',
+      () => budgets.stats().leaseFailures,
+    );
+
+    // ---- servers ----
+    const health = new HealthStatus(SERVICES);
+    // channelz bookkeeping costs per call and nothing here reads it.
+    const grpcServer = new grpc.Server({
+      'grpc.enable_channelz': 0,
+      'grpc.max_receive_message_length': MAX_GRPC_REQUEST,
+    });
+    let inFlight = 0;
+    let draining = false;
+    let drained: (() => void) | undefined;
+    const tracked = async <T>(fn: () => Promise<T>): Promise<T> => {
+      if (draining) throw new ActError('UNAVAILABLE', 'sidecar is shutting down');
+      inFlight++;
+      try {
+        return await fn();
+      } finally {
+        if (--inFlight === 0 && drained) drained();
+      }
+    };
+    const decoded = (req: unknown) => {
+      const bad = undecodable(req);
+      if (bad !== undefined) throw invalid('request', `the request could not be decoded: ${bad}`);
+      return req as Record<string, unknown>;
+    };
+    const impl: DecisionServiceServer = {
+      checkPermission: (call, cb) => {
+        tracked(async () => {
+          const input = parseCheckRequest(decoded(call.request));
+          return checkMessage(input.action, await enforcer.check(input));
+        }).then(
+          (res) => cb(null, res),
+          (err: unknown) => cb(toGrpcError(err, logger)),
         );
-        return { results };
-      }).then(
-        (res) => cb(null, res),
-        (err: unknown) => cb(toGrpcError(err, logger)),
+      },
+      checkPermissions: (call, cb) => {
+        tracked(async () => {
+          const r = decoded(call.request);
+          const inputs = parseCheckBatch(r.token, r.items);
+          const results = await Promise.all(
+            inputs.map((i) => enforcer.check(i).then((o) => checkMessage(i.action, o))),
+          );
+          return { results };
+        }).then(
+          (res) => cb(null, res),
+          (err: unknown) => cb(toGrpcError(err, logger)),
+        );
+      },
+      waitForApproval: (call) => {
+        void (async () => {
+          try {
+            const r = decoded(call.request) as unknown as typeof call.request;
+            if (!r.token)
+              throw invalid('token', 'token is required: the ACT token whose check asked for the approval');
+            const abort = new AbortController();
+            call.once('cancelled', () => abort.abort());
+            for await (const u of waitForApproval(watch, {
+              approvalId: r.approval_id,
+              token: r.token,
+              timeoutMs: waitTimeout(r.timeout_ms),
+              signal: abort.signal,
+            })) {
+              if (call.cancelled) return;
+              call.write(u);
+            }
+            call.end();
+          } catch (err) {
+            call.emit('error', toGrpcError(err, logger));
+          }
+        })();
+      },
+    };
+    undo.push(() => grpcServer.forceShutdown());
+    grpcServer.addService(DECISION_SERVICE, impl);
+    health.addTo(grpcServer);
+    addReflection(grpcServer, SERVICES);
+    const grpcPorts: number[] = [];
+    for (const addr of cfg.grpcAddr) {
+      if (addr.startsWith('unix:')) rmSync(addr.slice(5), { force: true }); // a stale socket from a crash
+      grpcPorts.push(
+        await new Promise<number>((resolve, reject) =>
+          grpcServer.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, port) =>
+            err
+              ? reject(
+                  new StartupError(
+                    `cannot listen on ${addr} (${err.message})`,
+                    '--grpc-addr / ACT_SIDECAR_GRPC_ADDR',
+                  ),
+                )
+              : resolve(port),
+          ),
+        ),
       );
-    },
-    waitForApproval: (call) => {
+    }
+
+    const ready = () => replica.revision > 0 && !draining;
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const route = `${req.method} ${url.pathname}`;
       void (async () => {
         try {
-          const r = decoded(call.request) as unknown as typeof call.request;
-          if (!r.token)
-            throw invalid('token', 'token is required: the ACT token whose check asked for the approval');
-          const abort = new AbortController();
-          call.once('cancelled', () => abort.abort());
-          for await (const u of waitForApproval(watch, {
-            approvalId: r.approval_id,
-            token: r.token,
-            timeoutMs: waitTimeout(r.timeout_ms),
-            signal: abort.signal,
-          })) {
-            if (call.cancelled) return;
-            call.write(u);
+          if (route === 'POST /api/enforcement/check') {
+            const body = await readJson(req, 64 * 1024);
+            const input = parseCheckRequest(body);
+            send(res, 200, checkJson(input.action, await tracked(() => enforcer.check(input))));
+          } else if (route === 'POST /api/enforcement/check-batch') {
+            const body = await readJson(req, 1024 * 1024);
+            const inputs = parseCheckBatch(body.token, body.items);
+            const results = await tracked(() =>
+              Promise.all(inputs.map((i) => enforcer.check(i).then((o) => checkJson(i.action, o)))),
+            );
+            send(res, 200, { results });
+          } else if (req.method === 'GET' && /^\/api\/approvals\/[^/]+\/wait$/.test(url.pathname)) {
+            send(res, 200, await longPoll(url, req, res));
+          } else if (route === 'GET /healthz') {
+            send(res, 200, { status: 'ok' });
+          } else if (route === 'GET /readyz') {
+            send(res, ready() ? 200 : 503, {
+              status: ready() ? 'ready' : draining ? 'draining' : 'no replica yet',
+              revision: replica.revision,
+              sync: sync.state,
+              control_plane: sync.target,
+              audit: sync.rejection
+                ? {
+                    shipping: 'blocked',
+                    reason: sync.rejection.reason,
+                    since: new Date(sync.rejection.atMs).toISOString(),
+                  }
+                : { shipping: 'ok', depth: shipping.depth },
+            });
+          } else if (route === 'GET /metrics') {
+            const text = await metrics.registry.metrics();
+            res.writeHead(200, { 'content-type': metrics.registry.contentType });
+            res.end(text);
+          } else {
+            throw new ActError('NOT_FOUND', `no route for ${route}`);
           }
-          call.end();
         } catch (err) {
-          call.emit('error', toGrpcError(err, logger));
+          sendError(res, err, logger);
         }
       })();
-    },
-  };
-  grpcServer.addService(DECISION_SERVICE, impl);
-  health.addTo(grpcServer);
-  addReflection(grpcServer, SERVICES);
-  const grpcPorts: number[] = [];
-  for (const addr of cfg.grpcAddr) {
-    if (addr.startsWith('unix:')) rmSync(addr.slice(5), { force: true }); // a stale socket from a crash
-    grpcPorts.push(
-      await new Promise<number>((resolve, reject) =>
-        grpcServer.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, port) =>
-          err
-            ? reject(
-                new StartupError(
-                  `cannot listen on ${addr} (${err.message})`,
-                  '--grpc-addr / ACT_SIDECAR_GRPC_ADDR',
-                ),
-              )
-            : resolve(port),
-        ),
-      ),
-    );
-  }
-
-  const ready = () => replica.revision > 0 && !draining;
-  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const route = `${req.method} ${url.pathname}`;
-    void (async () => {
-      try {
-        if (route === 'POST /api/enforcement/check') {
-          const body = await readJson(req, 64 * 1024);
-          const input = parseCheckRequest(body);
-          send(res, 200, checkJson(input.action, await tracked(() => enforcer.check(input))));
-        } else if (route === 'POST /api/enforcement/check-batch') {
-          const body = await readJson(req, 1024 * 1024);
-          const inputs = parseCheckBatch(body.token, body.items);
-          const results = await tracked(() =>
-            Promise.all(inputs.map((i) => enforcer.check(i).then((o) => checkJson(i.action, o)))),
-          );
-          send(res, 200, { results });
-        } else if (req.method === 'GET' && /^\/api\/approvals\/[^/]+\/wait$/.test(url.pathname)) {
-          send(res, 200, await longPoll(url, req, res));
-        } else if (route === 'GET /healthz') {
-          send(res, 200, { status: 'ok' });
-        } else if (route === 'GET /readyz') {
-          send(res, ready() ? 200 : 503, {
-            status: ready() ? 'ready' : draining ? 'draining' : 'no replica yet',
-            revision: replica.revision,
-            sync: sync.state,
-            control_plane: sync.target,
-            audit: sync.rejection
-              ? {
-                  shipping: 'blocked',
-                  reason: sync.rejection.reason,
-                  since: new Date(sync.rejection.atMs).toISOString(),
-                }
-              : { shipping: 'ok', depth: shipping.depth },
-          });
-        } else if (route === 'GET /metrics') {
-          const text = await metrics.registry.metrics();
-          res.writeHead(200, { 'content-type': metrics.registry.contentType });
-          res.end(text);
-        } else {
-          throw new ActError('NOT_FOUND', `no route for ${route}`);
-        }
-      } catch (err) {
-        sendError(res, err, logger);
-      }
-    })();
-  };
-  /** GET /api/approvals/{id}/wait?timeout=30s with the agent's ACT token as the bearer. */
-  const longPoll = async (url: URL, req: http.IncomingMessage, res: http.ServerResponse) => {
-    const token = /^Bearer\s+(act_\S+)$/i.exec(String(req.headers.authorization ?? ''))?.[1];
-    if (token === undefined)
-      throw new ActError(
-        'UNAUTHENTICATED',
-        'present the ACT token that asked for the approval: Authorization: Bearer act_…',
-      );
-    const id = decodeURIComponent(url.pathname.split('/')[3] ?? '');
-    const raw = url.searchParams.get('timeout');
-    const m = raw === null ? undefined : /^(\d{1,6})(ms|s|m)?$/.exec(raw);
-    if (raw !== null && !m) throw invalid('timeout', 'timeout must be a duration such as 30s or 500ms');
-    const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : undefined;
-    const abort = new AbortController();
-    res.once('close', () => abort.abort());
-    let last;
-    for await (const u of waitForApproval(watch, {
-      approvalId: id,
-      token,
-      timeoutMs: waitTimeout(ms),
-      signal: abort.signal,
-    }))
-      last = u;
-    if (!last) throw new ActError('UNAVAILABLE', 'the wait ended without an answer');
-    if (last.status === ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED)
-      throw new ActError('NOT_FOUND', last.reason, { field: 'approval_id' });
-    return {
-      approval_id: last.approval_id,
-      status: ApprovalStatus[last.status],
-      decided: last.decided,
-      reason: last.reason,
-      expires_at: last.expires_at,
-      ...(last.resolved_by ? { resolved_by: last.resolved_by } : {}),
-      ...(last.comment ? { comment: last.comment } : {}),
     };
-  };
-  const { server: httpServer, port: httpPort } = await listenHttp(handler, hostPort(cfg.httpAddr[0]!));
+    /** GET /api/approvals/{id}/wait?timeout=30s with the agent's ACT token as the bearer. */
+    const longPoll = async (url: URL, req: http.IncomingMessage, res: http.ServerResponse) => {
+      const token = /^Bearer\s+(act_\S+)$/i.exec(String(req.headers.authorization ?? ''))?.[1];
+      if (token === undefined)
+        throw new ActError(
+          'UNAUTHENTICATED',
+          'present the ACT token that asked for the approval: Authorization: Bearer act_…',
+        );
+      const id = decodeURIComponent(url.pathname.split('/')[3] ?? '');
+      const raw = url.searchParams.get('timeout');
+      const m = raw === null ? undefined : /^(\d{1,6})(ms|s|m)?$/.exec(raw);
+      if (raw !== null && !m) throw invalid('timeout', 'timeout must be a duration such as 30s or 500ms');
+      const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : undefined;
+      const abort = new AbortController();
+      res.once('close', () => abort.abort());
+      let last;
+      for await (const u of waitForApproval(watch, {
+        approvalId: id,
+        token,
+        timeoutMs: waitTimeout(ms),
+        signal: abort.signal,
+      }))
+        last = u;
+      if (!last) throw new ActError('UNAVAILABLE', 'the wait ended without an answer');
+      if (last.status === ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED)
+        throw new ActError('NOT_FOUND', last.reason, { field: 'approval_id' });
+      return {
+        approval_id: last.approval_id,
+        status: ApprovalStatus[last.status],
+        decided: last.decided,
+        reason: last.reason,
+        expires_at: last.expires_at,
+        ...(last.resolved_by ? { resolved_by: last.resolved_by } : {}),
+        ...(last.comment ? { comment: last.comment } : {}),
+      };
+    };
+    const { server: httpServer, port: httpPort } = await listenHttp(handler, hostPort(cfg.httpAddr[0]!));
+    undo.push(() => httpServer.close());
 
-  sync.start();
-  const setHealth = () => health.set(ready() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
-  setHealth();
-  sync.onApplied = () => setHealth();
-  const maintenance = setInterval(() => {
-    budgets.prune();
-    void replica
-      .pruneRevocations(clock())
-      .catch((err: unknown) => logger.warn({ err }, 'pruning revocations failed'));
-  }, 60_000);
-  maintenance.unref();
-  const adoption = cfg.auditSpoolAdopt
-    ? setInterval(() => {
-        void adopt()
-          .then((n) => n > 0 && sync.restartStream()) // the next Hello names the adopted chains
-          .catch((err: unknown) => adoptLogger.warn({ err }, 'spool adoption failed'));
-      }, ADOPT_EVERY_MS)
-    : undefined;
-  adoption?.unref();
-  logger.info(
-    {
-      http_port: httpPort,
-      grpc_ports: grpcPorts,
-      grpc_addrs: cfg.grpcAddr,
-      sidecar_id: sidecarId,
-      revision: replica.revision,
-      audit_durability: cfg.auditDurability,
-      agent_ids: cfg.agentIds,
-      control_plane: cfg.controlPlane,
-    },
-    'sidecar listening',
-  );
+    sync.start();
+    const setHealth = () => health.set(ready() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+    setHealth();
+    sync.onApplied = () => setHealth();
+    const maintenance = setInterval(() => {
+      budgets.prune();
+      void replica
+        .pruneRevocations(clock())
+        .catch((err: unknown) => logger.warn({ err }, 'pruning revocations failed'));
+    }, 60_000);
+    maintenance.unref();
+    const adoption = cfg.auditSpoolAdopt
+      ? setInterval(() => {
+          void adopt()
+            .then((n) => n > 0 && sync.restartStream()) // the next Hello names the adopted chains
+            .catch((err: unknown) => adoptLogger.warn({ err }, 'spool adoption failed'));
+        }, ADOPT_EVERY_MS)
+      : undefined;
+    adoption?.unref();
+    logger.info(
+      {
+        http_port: httpPort,
+        grpc_ports: grpcPorts,
+        grpc_addrs: cfg.grpcAddr,
+        sidecar_id: sidecarId,
+        revision: replica.revision,
+        audit_durability: cfg.auditDurability,
+        agent_ids: cfg.agentIds,
+        control_plane: cfg.controlPlane,
+      },
+      'sidecar listening',
+    );
 
-  let stopping: Promise<void> | undefined;
-  return {
-    httpPort,
-    grpcPorts,
-    sidecarId,
-    replica,
-    sync,
-    stop: () =>
-      (stopping ??= (async () => {
-        draining = true;
-        health.set(ServingStatus.NOT_SERVING);
-        clearInterval(maintenance);
-        if (adoption) clearInterval(adoption);
-        // Finish in-flight checks (their records reach the spool) before anything closes.
-        if (inFlight > 0) await new Promise<void>((r) => (drained = r));
-        const returned = await Promise.race([
-          budgets.release().catch(() => 0),
-          new Promise<number>((r) => setTimeout(() => r(0), 2000).unref()),
-        ]);
-        // Keep shipping: a deleted pod has no next time.
-        const deadline = clock() + cfg.drainTimeout;
-        const empty = await sync.drained(deadline);
-        const left = shipping.depth;
-        if (empty) logger.info({ budget_units_returned: returned }, 'audit spool drained');
-        else
-          logger.warn(
-            { unshipped: left, spool_dir: spoolDir, drain_timeout_ms: cfg.drainTimeout },
-            cfg.auditSpoolAdopt
-              ? 'audit records not shipped before the drain deadline; they stay on the node volume for the next sidecar'
-              : 'audit records not shipped before the drain deadline; they are lost if this data dir is not reused',
-          );
-        health.close();
-        await Promise.all([
-          new Promise<void>((r) => {
-            httpServer.close(() => r());
-            httpServer.closeIdleConnections();
-          }),
-          new Promise<void>((r) => grpcServer.tryShutdown(() => r())),
-        ]);
-        await sync.stop();
-        owner.stop(left);
-        for (const a of shipping.adoptedSpools) await a.spool.close();
-        await spool.close();
-        await replica.close();
-        markClean(replicaDir);
-        logger.info({ spool_depth: left }, 'sidecar stopped');
-      })()),
-  };
+    let stopping: Promise<void> | undefined;
+    return {
+      httpPort,
+      grpcPorts,
+      sidecarId,
+      replica,
+      sync,
+      stop: () =>
+        (stopping ??= (async () => {
+          draining = true;
+          health.set(ServingStatus.NOT_SERVING);
+          clearInterval(maintenance);
+          if (adoption) clearInterval(adoption);
+          // Finish in-flight checks (their records reach the spool) before anything closes.
+          if (inFlight > 0) await new Promise<void>((r) => (drained = r));
+          const returned = await Promise.race([
+            budgets.release().catch(() => 0),
+            new Promise<number>((r) => setTimeout(() => r(0), 2000).unref()),
+          ]);
+          // Keep shipping: a deleted pod has no next time.
+          const deadline = clock() + cfg.drainTimeout;
+          const empty = await sync.drained(deadline);
+          const left = shipping.depth;
+          if (empty) logger.info({ budget_units_returned: returned }, 'audit spool drained');
+          else
+            logger.warn(
+              { unshipped: left, spool_dir: spoolDir, drain_timeout_ms: cfg.drainTimeout },
+              cfg.auditSpoolAdopt
+                ? 'audit records not shipped before the drain deadline; they stay on the node volume for the next sidecar'
+                : 'audit records not shipped before the drain deadline; they are lost if this data dir is not reused',
+            );
+          health.close();
+          await Promise.all([
+            new Promise<void>((r) => {
+              httpServer.close(() => r());
+              httpServer.closeIdleConnections();
+            }),
+            new Promise<void>((r) => grpcServer.tryShutdown(() => r())),
+          ]);
+          await sync.stop();
+          owner.stop(left);
+          for (const a of shipping.adoptedSpools) await a.spool.close();
+          await spool.close();
+          await replica.close();
+          markClean(replicaDir);
+          logger.info({ spool_depth: left }, 'sidecar stopped');
+        })()),
+    };
+  } catch (err) {
+    for (const u of undo.reverse())
+      await Promise.resolve()
+        .then(u)
+        .catch(() => undefined);
+    throw err;
+  }
 }
 
 const UNCLEAN = 'unclean';
