@@ -196,6 +196,10 @@ describe('guarantees: a SIDECAR key writes only its own chain, for its own agent
   it('item 4: a broken link is refused: prev_hash not the head, or a seq at or before the head that is not stored', async function () {
     const s = open(B.key, 'gsw-b', [B.agentId]);
     assert.deepEqual(await s.ready(), { kind: 'live' });
+    // A head to link to.
+    const first = next('gsw-b', [recordFor({ agent_id: B.agentId }), recordFor({ agent_id: B.agentId })]);
+    assert.deepEqual(await s.sendBatch('link-head', first), { kind: 'ack', stored: 2 });
+    acked(first);
     const head = heads.get('gsw-b')!;
     const cases: [string, AuditRecord[]][] = [
       // Correctly hashed, but linked to a hash that is not the head's.
