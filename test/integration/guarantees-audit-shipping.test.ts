@@ -151,7 +151,7 @@ describe('guarantees: audit ships, under its own chain, through id changes, refu
       { timeoutMs: 20_000, intervalMs: 100 },
     );
     const pauses = refusals.map((l) => Number(l.retry_in_ms));
-    const readyz = await (await fetch(`${narrow.url}/readyz`)).json();
+    const readyz = (await (await fetch(`${narrow.url}/readyz`)).json()) as any;
     console.log(
       `      pauses after each refusal: ${pauses.join(', ')} ms; /readyz audit: ${JSON.stringify(readyz.audit)}`,
     );
