@@ -6,8 +6,10 @@
  * no audit record, in scope or not, changes an approval's state.
  */
 import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
 import type { AuditRecord } from '../../src/gen/act/v1/admin';
 import { Decision, ReasonCode } from '../../src/gen/act/v1/decision';
+import { BudgetKind, SyncServiceClient } from '../../src/gen/act/v1/sync';
 import type { Rest } from '../support/control-plane-helpers';
 import { exportNdjson } from '../support/control-plane-helpers';
 import {
@@ -287,6 +289,77 @@ describe('guarantees: a SIDECAR key writes only its own chain, for its own agent
     acked(rec);
     assert.deepEqual(await stored([rec[0]!.audit_id]), [rec[0]!.audit_id]);
     assert.equal(await approvalStatus(api, A.approvalId), 'APPROVED');
+  });
+
+  it("item 4: a key scoped to agent B cannot use, ask for or lease for agent A over Sync's calls, nor use A's approval by naming B", async function () {
+    const client = new SyncServiceClient(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${B.key}`);
+    type Unary = (
+      req: unknown,
+      md: grpc.Metadata,
+      cb: (err: grpc.ServiceError | null, res: unknown) => void,
+    ) => void;
+    const call = <T>(method: string, req: unknown): Promise<{ err?: grpc.ServiceError; res?: T }> =>
+      new Promise((resolve) => {
+        const fn = (client as unknown as Record<string, Unary>)[method]!.bind(client);
+        fn(req, md, (err, res) => resolve(err ? { err } : { res: res as T }));
+      });
+    try {
+      const consume = {
+        approval_id: A.approvalId,
+        token_id: A.tokenId,
+        action: 'create:transaction',
+        resource: 'acct_1',
+        request_hash: (await api('GET', `/api/approvals/${A.approvalId}`)).body.request_hash,
+        source: 'gsw-b',
+        audit_id: recordFor({ agent_id: A.agentId }).audit_id,
+      };
+      const asA = await call('consumeApproval', { ...consume, agent_id: A.agentId });
+      assert.equal(asA.err?.code, PERMISSION_DENIED, JSON.stringify(asA));
+      const asB = await call<{ consumed: boolean; reason: string }>('consumeApproval', {
+        ...consume,
+        agent_id: B.agentId,
+      });
+      assert.equal(asB.res?.consumed, false, JSON.stringify(asB));
+      assert.match(asB.res!.reason, /different request/);
+      const ask = await call('requestApproval', {
+        source: 'gsw-b',
+        audit_id: consume.audit_id,
+        agent_id: A.agentId,
+        token_id: A.tokenId,
+        action: 'create:transaction',
+        resource: 'acct_9',
+        context: { amount: 5 },
+        policy_id: 'policy_whatever',
+        rule: 'x',
+      });
+      assert.equal(ask.err?.code, PERMISSION_DENIED, JSON.stringify(ask));
+      const lease = await call('leaseBudget', {
+        source: 'gsw-b',
+        agent_id: A.agentId,
+        policy_id: 'policy_whatever',
+        kind: BudgetKind.DAILY,
+        want: 100,
+      });
+      assert.equal(lease.err?.code, PERMISSION_DENIED, JSON.stringify(lease));
+      const release = await call('releaseBudget', {
+        source: 'gsw-b',
+        returns: [
+          {
+            lease_id: 'lease_x',
+            agent_id: A.agentId,
+            policy_id: 'policy_whatever',
+            window: '2026-01-01',
+            unused: 5,
+          },
+        ],
+      });
+      assert.equal(release.err?.code, PERMISSION_DENIED, JSON.stringify(release));
+      assert.equal(await approvalStatus(api, A.approvalId), 'APPROVED');
+    } finally {
+      client.close();
+    }
   });
 
   it('every stored chain still verifies', async function () {
