@@ -7,6 +7,7 @@
  * SIGKILL) of the control plane.
  */
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import type { Rest } from '../support/control-plane-helpers';
 import { centralCheck, tally, type CheckAt, type CheckResult } from '../support/guarantees';
 import type { ControlPlaneProcess, SidecarProcess } from '../support/processes';
@@ -129,6 +130,32 @@ describe('guarantees: one budget per agent and policy, fleet-wide, across restar
     assert.ok(n <= Math.floor(5 * 1.1 + 1), `${n} allowed in one minute for "5 per minute"`);
     assert.ok(n >= 1);
     for (const r of [...burst, ...later])
+      assert.ok(r.body.decision === 'ALLOW' || r.body.reason_code === 'RATE_LIMITED', r.text);
+  });
+
+  it('item 6: rate_limit "3 per second" hammered for 2.5 s at two sidecars and the control plane: the fleet admits no more than one limiter would (N + W/T)', async function () {
+    const token = await budgeted({ rate_limit: '3 per second' });
+    const points = [at(sc1), at(sc2), central];
+    const rs: CheckResult[] = [];
+    const started = performance.now();
+    const until = started + 2500;
+    // Two loops per point, each checking as fast as answers come back.
+    await Promise.all(
+      [...points, ...points].map(async (check, w) => {
+        for (let i = 0; performance.now() < until; i++) rs.push(await check(read(token, w * 1000 + i)));
+      }),
+    );
+    const windowMs = performance.now() - started;
+    const n = allowed(rs);
+    // Every ALLOW spends a unit the ledger granted, and the ledger is one GCRA: from idle it grants
+    // N at once and then one per T = period / N, so at most N + W/T over W (+1 for rounding).
+    const bound = 3 + Math.floor(windowMs / (1000 / 3)) + 1;
+    console.log(
+      `      ${rs.length} checks in ${windowMs.toFixed(0)} ms: ${n} allowed (one limiter: at most ${bound}; per point it would be ${3 * bound})`,
+    );
+    assert.ok(n <= bound, `${n} allowed in ${windowMs.toFixed(0)} ms for "3 per second" fleet-wide`);
+    assert.ok(n >= 3, 'the burst is admitted');
+    for (const r of rs)
       assert.ok(r.body.decision === 'ALLOW' || r.body.reason_code === 'RATE_LIMITED', r.text);
   });
 
