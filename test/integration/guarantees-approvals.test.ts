@@ -224,18 +224,29 @@ describe('guarantees: approvals bind the request, are used once, and fail closed
     assert.equal(r.body.reason_code, 'APPROVAL_UNAVAILABLE', r.text);
     assert.equal(r.body.approval_id, approvalId);
 
-    // Thawed: the grant allows at most once. (The consume the sidecar gave up on may still
-    // have reached the owner after the thaw: then the grant is spent without an ALLOW.)
+    // Thawed: the grant allows at most once. The consume the sidecar gave up on may still reach
+    // the owner after the thaw (then the grant is spent, recorded as used by the DENY above);
+    // either way the re-check and the approval must agree on who used it.
     await waitSynced(cp, sc1);
-    const a = (await api('GET', `/api/approvals/${approvalId}`)).body;
-    const status = a.status as string;
     const after = await at(sc1)({ ...body, approval_id: approvalId });
+    const again = await at(sc2)({ ...body, approval_id: approvalId });
+    const a = (await api('GET', `/api/approvals/${approvalId}`)).body;
+    const usedBy =
+      a.used_audit_id === r.body.audit_id
+        ? 'the DENY'
+        : a.used_audit_id === after.body.audit_id
+          ? 'the re-check'
+          : a.used_audit_id;
     console.log(
-      `      after the thaw: approval ${status}${a.used_audit_id === r.body.audit_id ? ' by the DENY above' : ''}; ` +
-        `the re-check: ${after.body.decision}/${after.body.reason_code}`,
+      `      after the thaw: the re-check ${after.body.decision}/${after.body.reason_code}; approval ${a.status}, used by ${usedBy}`,
     );
-    if (status === 'APPROVED') assert.equal(after.body.decision, 'ALLOW', after.text);
-    else assert.notEqual(after.body.decision, 'ALLOW', after.text);
+    assert.notEqual(again.body.decision, 'ALLOW', `a second ALLOW for one grant: ${again.text}`);
+    assert.equal(a.status, 'USED');
+    if (after.body.decision === 'ALLOW') assert.equal(a.used_audit_id, after.body.audit_id);
+    else {
+      assert.equal(after.body.decision, 'APPROVAL_REQUIRED', after.text);
+      assert.equal(a.used_audit_id, r.body.audit_id, 'spent only by the consume the sidecar gave up on');
+    }
   });
 
   it('item 3: a sidecar whose control plane is gone (SIGKILL) answers a presented grant DENY APPROVAL_UNAVAILABLE; once it is back the grant still works, once', async function () {
