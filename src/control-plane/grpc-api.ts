@@ -4,6 +4,8 @@
  * both services must have a route (checked when the server is built).
  */
 import * as grpc from '@grpc/grpc-js';
+import { invalid } from '../common/errors';
+import { undecodable, withGuardedRequest } from '../common/proto-encode';
 import { toGrpcError } from '../common/status-map';
 import { AdminServiceService, type AuditRecord, type ExportAuditRequest } from '../gen/act/v1/admin';
 import {
@@ -33,6 +35,23 @@ function bearer(md: grpc.Metadata): string | undefined {
 
 const lowerFirst = (s: string) => s[0]!.toLowerCase() + s.slice(1);
 
+/**
+ * The request, or INVALID_ARGUMENT when its bytes did not decode (e.g. a Struct nested beyond
+ * the decoder's depth): the caller's error, not grpc-js's INTERNAL "Error deserializing request".
+ */
+function decoded<T>(request: T): T {
+  const bad = undecodable(request);
+  if (bad !== undefined) throw invalid('request', `the request could not be decoded: ${bad}`);
+  return request;
+}
+
+/** A service definition whose request deserializers never throw (see withGuardedRequest). */
+function guarded<S extends Record<string, { requestDeserialize: (b: Buffer) => unknown }>>(service: S): S {
+  const out: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(service)) out[name] = withGuardedRequest(method);
+  return out as S;
+}
+
 export function addGrpcApi(server: grpc.Server, deps: GrpcApiDeps): void {
   const { services, auth, logger, metrics } = deps;
 
@@ -45,12 +64,12 @@ export function addGrpcApi(server: grpc.Server, deps: GrpcApiDeps): void {
           let who;
           if (r.access === 'check') {
             // A decision may be authorized by the very token it checks, so read it first.
-            input = r.grpc!(call.request);
+            input = r.grpc!(decoded(call.request));
             who = await authorize(auth, bearer(call.metadata), r.access, r.token?.(input));
           } else {
             // Nobody learns anything about a request before they are authenticated.
             who = await authorize(auth, bearer(call.metadata), r.access);
-            input = r.grpc!(call.request);
+            input = r.grpc!(decoded(call.request));
           }
           const out = await r.run!(services, input, who);
           metrics.grpcRequests.inc({ method: r.rpc, code: 'OK' });
@@ -69,7 +88,7 @@ export function addGrpcApi(server: grpc.Server, deps: GrpcApiDeps): void {
         try {
           await authorize(auth, bearer(call.metadata), accessOf('ExportAudit'));
           const { filter } = parseAuditQuery(
-            auditFilterFromWire({ ...(call.request.filter ?? {}), cursor: '', limit: 0 }),
+            auditFilterFromWire({ ...(decoded(call.request).filter ?? {}), cursor: '', limit: 0 }),
           );
           for await (const rec of services.audit.records(filter)) {
             if (call.cancelled) return;
@@ -84,7 +103,7 @@ export function addGrpcApi(server: grpc.Server, deps: GrpcApiDeps): void {
     waitForApproval: (call: grpc.ServerWritableStream<WaitForApprovalRequest, ApprovalUpdate>) => {
       void (async () => {
         try {
-          const token = call.request.token || undefined;
+          const token = decoded(call.request).token || undefined;
           // The agent's token proves it asked; without one, an approver key may watch.
           if (token === undefined) await authorize(auth, bearer(call.metadata), accessOf('WaitForApproval'));
           const abort = new AbortController();
@@ -119,6 +138,6 @@ export function addGrpcApi(server: grpc.Server, deps: GrpcApiDeps): void {
       impl[method] = r.stream ? streams[method] : unary(r);
       if (!impl[method]) throw new Error(`no gRPC stream handler for ${name}.${method}`);
     }
-    server.addService(definition, impl as grpc.UntypedServiceImplementation);
+    server.addService(guarded(definition), impl as grpc.UntypedServiceImplementation);
   }
 }

@@ -8,7 +8,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 
-export const ACT_BIN = path.resolve(__dirname, '../../dist/bin/act.js');
+/**
+ * The `act` binary the tests spawn: this tree's build, or `ACT_TEST_BIN` (e.g. the build of an
+ * older commit, to show that a test fails there).
+ */
+export const ACT_BIN = process.env.ACT_TEST_BIN
+  ? path.resolve(process.env.ACT_TEST_BIN)
+  : path.resolve(__dirname, '../../dist/bin/act.js');
 
 export interface Spawned {
   child: ChildProcess;

@@ -157,6 +157,7 @@ export class SidecarFixture {
   readonly clients: grpc.Client[] = [];
   readonly dirs: { dir: string; remove(): void }[] = [];
   readonly secrets: string[] = [];
+  private readonly sidecars = new Set<Spawned>();
 
   dir(prefix: string): string {
     const d = tempDir(prefix);
@@ -181,6 +182,7 @@ export class SidecarFixture {
   ): Promise<SidecarProcess> {
     const p = await startSidecar(cp, dataDir, opts);
     this.procs.push(p);
+    this.sidecars.add(p);
     return p;
   }
 
@@ -198,9 +200,15 @@ export class SidecarFixture {
 
   async teardown(): Promise<void> {
     for (const c of this.clients) c.close();
-    // SIGTERM first (a clean stop); SIGKILL whatever has not exited after 15 s. Newest first:
-    // sidecars stop while their control plane still acks, so their drain ends at once.
-    for (const p of [...this.procs].reverse()) {
+    // SIGTERM first (a clean stop); SIGKILL whatever has not exited after 15 s. Newest first, and
+    // every sidecar before any control plane (one may have been restarted after the sidecars
+    // started): sidecars stop while their control plane still acks, so their drain ends at once.
+    const newest = [...this.procs].reverse();
+    const order = [
+      ...newest.filter((p) => this.sidecars.has(p)),
+      ...newest.filter((p) => !this.sidecars.has(p)),
+    ];
+    for (const p of order) {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), 15_000)));
       if ((await Promise.race([p.stop(), late])) === 'late') await p.kill();

@@ -78,24 +78,28 @@ export class SidecarRegistry {
    */
   async claim(ids: readonly string[], apiKeyId: string): Promise<void> {
     for (const id of ids) {
-      const row = await this.store.ops.get<SidecarRow>('sidecars', id);
-      if (row?.api_key_id === apiKeyId) continue; // already this key's: nothing to write
-      if (row && row.api_key_id !== apiKeyId && row.api_key_id !== '') {
-        const owner = await this.store.read((r) => r.get<ApiKeyRecord>('apikeys', row.api_key_id));
+      // Already this key's (a reconnect): nothing to write.
+      if ((await this.store.ops.get<SidecarRow>('sidecars', id))?.api_key_id === apiKeyId) continue;
+      // Checked and bound in one atomic update: two keys saying Hello at once under a new id
+      // must not both pass a check made before either wrote.
+      let free = '';
+      for (;;) {
+        const holder = await this.store.ops.update<SidecarRow, string>('sidecars', id, (cur) => {
+          const held = cur?.api_key_id ?? '';
+          if (held !== '' && held !== apiKeyId && held !== free) return { value: cur, result: held };
+          return { value: { ...(cur ?? emptyRow(id)), api_key_id: apiKeyId }, result: '' };
+        });
+        if (holder === '') break;
+        const owner = await this.store.read((r) => r.get<ApiKeyRecord>('apikeys', holder));
         if (owner) {
           throw new ActError(
             'PERMISSION_DENIED',
-            `sidecar id ${JSON.stringify(id)} belongs to another API key (${row.api_key_id}); use a different --sidecar-id`,
+            `sidecar id ${JSON.stringify(id)} belongs to another API key (${holder}); use a different --sidecar-id`,
           );
         }
+        // The holder's key was deleted: take the id over, unless another key took it meanwhile.
+        free = holder;
       }
-      await this.store.ops.update<SidecarRow, void>('sidecars', id, (cur) => ({
-        value: {
-          ...(cur ?? emptyRow(id)),
-          api_key_id: apiKeyId,
-        },
-        result: undefined,
-      }));
     }
   }
 
