@@ -21,6 +21,8 @@ export const ORPHAN_AFTER_MS = 60_000;
 
 export interface OwnerInfo {
   sidecar_id: string;
+  /** The API key the sidecar synced with: a sidecar id belongs to one key at the control plane. */
+  api_key_id?: string;
   agent_ids: string[];
   pid: number;
   host: string;
@@ -82,6 +84,10 @@ export async function adoptOrphans(opts: {
   root: string;
   own: string;
   agents: string[];
+  /** This sidecar's API key id: spools of sidecars that used another key are not adopted. */
+  apiKeyId?: string;
+  /** Directories not to adopt (refused by the control plane earlier). */
+  skip?: ReadonlySet<string>;
   logger: SpoolLogger & { info(obj: object, msg: string): void };
   now?: number;
 }): Promise<AdoptedSpool[]> {
@@ -96,7 +102,7 @@ export async function adoptOrphans(opts: {
   }
   for (const name of names) {
     const dir = path.join(opts.root, name);
-    if (path.resolve(dir) === path.resolve(opts.own)) continue;
+    if (path.resolve(dir) === path.resolve(opts.own) || opts.skip?.has(path.resolve(dir))) continue;
     try {
       if (!statSync(dir).isDirectory()) continue;
     } catch {
@@ -112,6 +118,9 @@ export async function adoptOrphans(opts: {
         !owner.agent_ids.includes('*') &&
         owner.agent_ids.every((a) => opts.agents.includes(a)));
     if (!mine) continue;
+    // Its records can ship only with the key its sidecar id is bound to.
+    if (opts.apiKeyId !== undefined && owner.api_key_id !== undefined && owner.api_key_id !== opts.apiKeyId)
+      continue;
     try {
       mkdirSync(path.join(dir, ADOPT_LOCK)); // atomic: the loser of a race gets EEXIST
     } catch {
@@ -130,6 +139,12 @@ export async function adoptOrphans(opts: {
     }
   }
   return out;
+}
+
+/** Gives an adopted spool up (closed, lock removed): another sidecar may adopt it. */
+export async function releaseAdopted(a: AdoptedSpool): Promise<void> {
+  await a.spool.close();
+  rmSync(path.join(a.dir, ADOPT_LOCK), { recursive: true, force: true });
 }
 
 /** Closes an adopted spool whose records are all shipped and removes its directory. */

@@ -42,6 +42,13 @@ export class SpoolShipping implements AuditShipping {
     return done;
   }
 
+  /** Takes every adopted spool out of shipping (their ids were refused for this sidecar's key). */
+  detachAdopted(): AdoptedSpool[] {
+    for (const a of this.adopted) a.spool.resetInFlight();
+    for (const [id, s] of this.owner) if (s !== this.primary) this.owner.delete(id);
+    return this.adopted.splice(0);
+  }
+
   get adoptedSpools(): readonly AdoptedSpool[] {
     return this.adopted;
   }

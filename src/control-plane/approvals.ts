@@ -34,6 +34,9 @@ export interface ApprovalListener {
   (event: ApprovalEvent, a: Approval): void;
 }
 
+/** Clock difference tolerated between an enforcement point's `notAfterMs` and this process. */
+const CLOCK_ALLOWANCE_MS = 500;
+
 /** Index of open approvals by deadline: `approval-open:<13-digit ms>:<id>`. */
 const OPEN_PREFIX = 'approval-open:';
 const openKey = (a: Approval) =>
@@ -90,6 +93,12 @@ export class ApprovalService {
   async consume(input: ConsumeInput): Promise<ConsumeResult> {
     const now = this.clock();
     const { result } = await this.store.write(async (w): Promise<ConsumeResult & { expired?: Approval }> => {
+      // The asker gave up (and answered APPROVAL_UNAVAILABLE): leave the grant for its next try.
+      if (input.notAfterMs && this.clock() > input.notAfterMs + CLOCK_ALLOWANCE_MS)
+        return {
+          consumed: false,
+          reason: 'was asked for too late (the enforcement point had stopped waiting)',
+        };
       const a = await w.get<Approval>('approvals', input.approvalId);
       if (!a) return { consumed: false, reason: 'is unknown' };
       if (

@@ -7,7 +7,9 @@
  * Rows (ops table `budgets`):
  * - `daily|<day>|<agent>|<policy>` → { spent, max }: units granted that day (day in the policy's
  *   day time zone);
- * - `rate|<agent>|<policy>` → { tat }: the GCRA theoretical arrival time after every grant.
+ * - `rate|<agent>|<policy>` → { tat }: the GCRA theoretical arrival time after every grant;
+ * - `lease|<day>|<lease id>` → { agent, policy, granted, returned }: each daily lease, so a release
+ *   gives back at most what that lease still holds (a release cannot make up units).
  */
 import type { Clock } from '../common/clock';
 import { newSortableId } from '../common/ids';
@@ -24,6 +26,13 @@ interface DailyRow {
 
 interface RateRow {
   tat: number;
+}
+
+interface LeaseRow {
+  agent_id: string;
+  policy_id: string;
+  granted: number;
+  returned: number;
 }
 
 /** Longest a rate slice is valid (a tenth of the period otherwise). */
@@ -62,6 +71,13 @@ export class BudgetLedger {
           return { value: { spent: spent + g, max }, result: { granted: g, left: left - g } };
         },
       );
+      if (granted > 0)
+        await this.ops.putMany<LeaseRow>('budgets', [
+          {
+            key: `lease|${day}|${leaseId}`,
+            value: { agent_id: req.agentId, policy_id: req.policyId, granted, returned: 0 },
+          },
+        ]);
       return {
         leaseId,
         granted,
@@ -103,19 +119,36 @@ export class BudgetLedger {
     };
   }
 
-  /** Gives back unused daily units; returns for a day that has ended are dropped. */
+  /**
+   * Gives back unused daily units: at most what each named lease still holds, for the agent and
+   * policy it was granted for; returns for a day that has ended, or for no such lease, are dropped.
+   */
   async release(returns: readonly LeaseReturn[]): Promise<number> {
     let total = 0;
     for (const r of returns) {
       const unused = Math.max(0, Math.floor(r.unused));
-      if (unused === 0 || !/^\d{4}-\d{2}-\d{2}$/.test(r.window)) continue;
+      if (unused === 0 || !/^\d{4}-\d{2}-\d{2}$/.test(r.window) || !/^lease_[0-9a-z]{6,64}$/.test(r.leaseId))
+        continue;
+      // First the lease gives up what it still holds (so a second release of it gets nothing) ...
+      const back = await this.ops.update<LeaseRow, number>(
+        'budgets',
+        `lease|${r.window}|${r.leaseId}`,
+        (cur) => {
+          if (!cur || cur.agent_id !== r.agentId || cur.policy_id !== r.policyId)
+            return { value: cur, result: 0 };
+          const n = Math.min(unused, cur.granted - cur.returned);
+          return { value: { ...cur, returned: cur.returned + n }, result: n };
+        },
+      );
+      if (back === 0) continue;
+      // ... then the day's budget gets it back (a crash in between loses units, never makes them).
       total += await this.ops.update<DailyRow, number>(
         'budgets',
         `daily|${r.window}|${r.agentId}|${r.policyId}`,
         (cur) => {
           if (cur === undefined) return { value: undefined, result: 0 };
-          const back = Math.min(unused, cur.spent);
-          return { value: { ...cur, spent: cur.spent - back }, result: back };
+          const n = Math.min(back, cur.spent);
+          return { value: { ...cur, spent: cur.spent - n }, result: n };
         },
       );
     }
@@ -134,7 +167,8 @@ export class BudgetLedger {
         ...(after !== undefined ? { after } : {}),
       });
       for (const row of rows) {
-        if (row.key.startsWith('daily|') && row.key.slice(6, 16) < oldest) stale.push(row.key);
+        if ((row.key.startsWith('daily|') || row.key.startsWith('lease|')) && row.key.slice(6, 16) < oldest)
+          stale.push(row.key);
         else if (row.key.startsWith('rate|') && (row.value as RateRow).tat < now - 86_400_000)
           stale.push(row.key);
       }

@@ -8,17 +8,19 @@
  *   the maximum (over-admission 0); units leased by a point that crashes are lost for the rest of
  *   that day (under-admission of at most one slice per point), units of a point that stops cleanly
  *   are given back.
- * - Rate limit: the ledger runs GCRA at grant time; a slice is valid for a tenth of the period
- *   (at most 10 s) from when it was asked for, so in any window of one period at most
- *   N·1.1 + 1 actions are admitted fleet-wide (N in the period plus what was granted in the tenth
- *   before it).
+ * - Rate limit: the ledger runs one GCRA limiter (bursts up to N, then one every period/N) at
+ *   grant time; a slice is spendable for a tenth of the period (at most 10 s) from when it was
+ *   asked for. Fleet-wide the admissions are those of that one limiter, each moved later by at most
+ *   the slice's life: in any window of one period at most 2N − 1 + ⌈N/10⌉ (a single GCRA limiter
+ *   alone admits up to 2N − 1 in a window: a burst of N, then N − 1 spaced).
  * - Offline: a point spends what it holds and then fails closed with BUDGET_UNAVAILABLE.
  * - Crash: counts live at the ledger (durable before the grant is answered), not here, so a
  *   SIGKILL or restart of any point loses no count.
  *
  * The hot path is synchronous: `decide()` reads slices through CounterReader; a miss (no slice
  * units left, ledger not known to be empty) is recorded and the pipeline awaits `acquire()` and
- * decides again. A slice is refilled in the background when half of its last grant is spent.
+ * decides again. A slice of 4 or more units is refilled in the background when half of it is
+ * spent; smaller ones are not (an idle point would hold the last units of a small budget).
  */
 import type { DecisionResult, BudgetCheck, CounterReader, CounterUpdate } from '../decision/types';
 import type { RateLimit } from '../policy/types';
@@ -26,6 +28,8 @@ import type { BudgetKind, LeasePort, LeaseReturn } from './ports';
 
 /** A point that could not reach the ledger asks again after this long. */
 const DOWN_RETRY_MS = 1000;
+/** Slices this small are not refilled ahead of need. */
+const PREFETCH_FROM_UNITS = 4;
 /** A budget the ledger said was empty is asked again after at most this long (releases free units). */
 const MAX_BLOCK_MS: Record<BudgetKind, number> = { DAILY: 30_000, RATE: 10_000 };
 
@@ -158,7 +162,12 @@ export class LeaseBudgets implements CounterReader {
         }
       }
       // Refill ahead of need so checks rarely wait on the ledger.
-      if (s.inflight === undefined && t >= s.downUntil && held(s, t) <= Math.floor(s.lastGranted / 2)) {
+      if (
+        s.lastGranted >= PREFETCH_FROM_UNITS &&
+        s.inflight === undefined &&
+        t >= s.downUntil &&
+        held(s, t) <= Math.floor(s.lastGranted / 2)
+      ) {
         void this.fetch(s); // deliberately not awaited: a background refill; failures mark the slice down
       }
     }

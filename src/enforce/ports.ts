@@ -42,6 +42,8 @@ export interface ConsumeInput {
   source: string;
   /** The audit record of the check the grant would allow. */
   auditId: string;
+  /** The asker stops waiting at this time (Unix ms): a later consume is not applied. */
+  notAfterMs?: number;
 }
 
 export interface ConsumeResult {

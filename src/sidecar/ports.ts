@@ -7,7 +7,7 @@ import { approvalFromWire } from '../decision/wire';
 import type { ApprovalPort, AuditSink, LeasePort } from '../enforce';
 import type { AuditRecord } from '../gen/act/v1/admin';
 import { BudgetKind } from '../gen/act/v1/sync';
-import type { SyncClient } from '../sync/client';
+import { CALL_DEADLINE_MS, type SyncClient } from '../sync/client';
 
 export function remoteApprovals(sync: SyncClient): ApprovalPort {
   return {
@@ -35,6 +35,9 @@ export function remoteApprovals(sync: SyncClient): ApprovalPort {
         source: i.source,
         audit_id: i.auditId,
         agent_id: i.agentId,
+        // Well before the sync client stops waiting (with the control plane's clock allowance of
+        // 0.5 s): a consume that arrives later must not count, since the check fails closed then.
+        not_after_ms: Date.now() + CALL_DEADLINE_MS - 700,
       });
       return { consumed: r.consumed, reason: r.reason };
     },

@@ -5,14 +5,23 @@
  * down. `stop()` drains: NOT_SERVING, refuse new checks, finish in-flight ones, give back
  * unused budget, keep shipping audit until the spool is empty or the drain deadline passes.
  */
-import { existsSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Gauge } from 'prom-client';
 import { AuditSpool } from '../audit';
-import { adoptOrphans, retireAdopted, SpoolOwner } from '../audit/adoption';
+import { adoptOrphans, releaseAdopted, retireAdopted, SpoolOwner } from '../audit/adoption';
 import { SpoolShipping } from '../audit/shipping';
 import { systemClock, type Clock } from '../common/clock';
 import { ActError, StartupError, invalid } from '../common/errors';
@@ -111,6 +120,8 @@ export async function startSidecar(
   if (cfg.httpAddr.length !== 1 || cfg.httpAddr[0]!.startsWith('unix:'))
     throw new StartupError('--http-addr takes one host:port', '--http-addr / ACT_SIDECAR_HTTP_ADDR');
   const sidecarId = cfg.sidecarId ?? os.hostname();
+  // The key's id (actk_<id>_<secret>); a sidecar id, and so an adopted spool, belongs to one key.
+  const apiKeyId = /^actk_(ak_[0-9a-z]{26})_/.exec(apiKey)?.[1] ?? 'ak_bootstrap0000000000000000';
   if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(sidecarId) || isReservedSource(sidecarId))
     throw new StartupError(
       `sidecar id ${JSON.stringify(sidecarId)} must be 1-128 characters of A-Z a-z 0-9 _ . : - and not a reserved id (control-plane…)`,
@@ -149,6 +160,7 @@ export async function startSidecar(
     const shipping = new SpoolShipping(spool);
     const owner = new SpoolOwner(spoolDir, {
       sidecar_id: sidecarId,
+      api_key_id: apiKeyId,
       agent_ids: cfg.agentIds,
       pid: process.pid,
       host: os.hostname(),
@@ -156,6 +168,8 @@ export async function startSidecar(
     owner.start();
     undo.push(() => spool.close());
     const adoptLogger = logger.child({ component: 'audit-adoption' });
+    /** Spools whose sidecar id the control plane refused to this key: not adopted again. */
+    const refusedSpools = new Set<string>();
     const adopt = async (): Promise<number> => {
       if (!cfg.auditSpoolAdopt) return 0;
       for (const done of shipping.takeFinished()) {
@@ -169,6 +183,8 @@ export async function startSidecar(
         root: cfg.auditSpoolAdopt,
         own: spoolDir,
         agents: cfg.agentIds,
+        apiKeyId,
+        skip: refusedSpools,
         logger: adoptLogger,
       });
       for (const a of found) shipping.add(a);
@@ -485,6 +501,20 @@ export async function startSidecar(
     const setHealth = () => health.set(ready() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
     setHealth();
     sync.onApplied = () => setHealth();
+    // An adopted spool's id belongs to another key (a key that still exists): give those up so
+    // this sidecar syncs, and another sidecar with that key may ship them.
+    sync.onEarlierIdsRefused = async () => {
+      const given = shipping.detachAdopted();
+      for (const a of given) {
+        refusedSpools.add(path.resolve(a.dir));
+        await releaseAdopted(a);
+        adoptLogger.error(
+          { dir: a.dir, sidecar_id: a.source },
+          "the control plane refused this adopted spool's sidecar id for this key; released it unshipped",
+        );
+      }
+      return given.length > 0;
+    };
     const maintenance = setInterval(() => {
       budgets.prune();
       void replica
@@ -572,19 +602,28 @@ export async function startSidecar(
 }
 
 const UNCLEAN = 'unclean';
+/** Written at a clean stop: the replica file's size and change time then. */
+const CLEAN = 'clean.json';
 
 /**
  * Opens the replica after checking it for damage (integrity.ts): a damaged file is moved aside
  * and a fresh replica is made, which fails checks closed until the next snapshot. A marker file
- * says the replica is open; found at start, it means the last run did not stop cleanly.
+ * says the replica is open; found at start, it means the last run did not stop cleanly. A clean
+ * stop records the file's size and change time; a file changed since (by anything but this
+ * sidecar) is read through in a child process before it is opened, like after a crash.
  */
 function openReplica(dir: string, logger: Logger): LmdbReplica {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = path.join(dir, 'replica.mdb');
   let problem = checkReplicaHeader(file)?.problem;
-  if (problem === undefined && existsSync(path.join(dir, UNCLEAN)) && existsSync(file))
+  if (
+    problem === undefined &&
+    existsSync(file) &&
+    (existsSync(path.join(dir, UNCLEAN)) || changedSinceStop(dir, file))
+  )
     problem = walkReplicaInChild(file)?.problem;
   if (problem !== undefined) moveAside(dir, file, problem, logger);
+  rmSync(path.join(dir, CLEAN), { force: true });
   writeFileSync(path.join(dir, UNCLEAN), `${process.pid}\n`);
   try {
     return LmdbReplica.open({ dataDir: dir });
@@ -606,8 +645,21 @@ function moveAside(dir: string, file: string, problem: string, logger: Logger): 
 
 function markClean(dir: string): void {
   try {
+    const st = statSync(path.join(dir, 'replica.mdb'));
+    writeFileSync(path.join(dir, CLEAN), JSON.stringify({ size: st.size, ctime_ms: st.ctimeMs }));
     unlinkSync(path.join(dir, UNCLEAN));
   } catch {
-    // already gone
+    // already gone, or no replica file yet
+  }
+}
+
+/** Whether the replica file changed since the last clean stop (no record: cannot tell, so no). */
+function changedSinceStop(dir: string, file: string): boolean {
+  try {
+    const was = JSON.parse(readFileSync(path.join(dir, CLEAN), 'utf8')) as { size: number; ctime_ms: number };
+    const st = statSync(file);
+    return st.size !== was.size || st.ctimeMs !== was.ctime_ms;
+  } catch {
+    return false;
   }
 }

@@ -40,7 +40,7 @@ const CONNECT_WAIT_MS = 1000;
 /** The channel's reconnect backoff cap while the control plane is unreachable. */
 const CHANNEL_MAX_BACKOFF_MS = 500;
 /** Deadline of the calls a check waits on (approvals, leases). */
-const CALL_DEADLINE_MS = 2000;
+export const CALL_DEADLINE_MS = 2000;
 
 export interface SyncClientConfig {
   /** Control plane gRPC addresses (host:port or a DNS name); tried in turn. */
@@ -130,6 +130,13 @@ export class SyncClient {
   private readonly metadata = new grpc.Metadata();
   /** Called after each applied snapshot or delta (metrics, tests). */
   onApplied: ((revision: number) => void) | undefined;
+  /**
+   * Called when the control plane refused a Hello that named earlier sidecar ids (one belongs to
+   * another key). Resolves true when it dropped what it could (adopted spools): the client then
+   * tries again at once instead of giving up.
+   */
+  onEarlierIdsRefused: (() => Promise<boolean>) | undefined;
+  private lastHelloEarlier = 0;
 
   constructor(
     private readonly cfg: SyncClientConfig,
@@ -314,10 +321,16 @@ export class SyncClient {
           last_revision: this.replica.revision,
           store_id: this.replica.storeId,
           version: this.cfg.version,
-          previous_sidecar_ids: this.spool.earlierSources.filter((s) => s !== this.cfg.sidecarId),
+          previous_sidecar_ids: this.earlierIds(),
         },
       },
     });
+  }
+
+  private earlierIds(): string[] {
+    const ids = this.spool.earlierSources.filter((s) => s !== this.cfg.sidecarId);
+    this.lastHelloEarlier = ids.length;
+    return ids;
   }
 
   private async handle(m: SyncResponse): Promise<void> {
@@ -469,6 +482,15 @@ export class SyncClient {
     }
   }
 
+  /** Authentication and permission errors are permanent: a wrong key does not fix itself. */
+  private fail(err: grpc.ServiceError): void {
+    this.state = 'failed';
+    this.logger.error(
+      { code: grpc.status[err.code], details: err.details },
+      'sync refused: check ACT_SIDECAR_KEY (a key with the sidecar role, allowed for these agents) and --sidecar-id; not retrying',
+    );
+  }
+
   private onDisconnect(
     call: grpc.ClientDuplexStream<SyncRequest, SyncResponse>,
     err: grpc.ServiceError | undefined,
@@ -483,12 +505,30 @@ export class SyncClient {
     this.inFlight.clear();
     this.spool.resetInFlight();
     if (this.stopped) return;
-    if (err && (err.code === grpc.status.UNAUTHENTICATED || err.code === grpc.status.PERMISSION_DENIED)) {
-      this.state = 'failed';
-      this.logger.error(
-        { code: grpc.status[err.code], details: err.details },
-        'sync refused: check ACT_SIDECAR_KEY (a key with the sidecar role, allowed for these agents) and --sidecar-id; not retrying',
+    if (
+      err?.code === grpc.status.PERMISSION_DENIED &&
+      this.lastHelloEarlier > 0 &&
+      this.onEarlierIdsRefused !== undefined
+    ) {
+      const handler = this.onEarlierIdsRefused;
+      this.state = 'backoff';
+      this.logger.warn(
+        { details: err.details },
+        'sync refused an earlier sidecar id named in the Hello; trying again without what can be dropped',
       );
+      // Deliberately not awaited: the disconnect handler is synchronous; the retry follows it.
+      void handler().then(
+        (dropped) => {
+          if (this.stopped) return;
+          if (dropped) this.connect();
+          else this.fail(err);
+        },
+        () => this.fail(err),
+      );
+      return;
+    }
+    if (err && (err.code === grpc.status.UNAUTHENTICATED || err.code === grpc.status.PERMISSION_DENIED)) {
+      this.fail(err);
       return;
     }
     this.reconnects++;

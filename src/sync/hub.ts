@@ -192,6 +192,7 @@ export class SyncHub {
           requestHash: bounded(r.request_hash, 'request_hash', 64),
           source: r.source,
           auditId: bounded(r.audit_id, 'audit_id', 80),
+          notAfterMs: r.not_after_ms,
         });
         return {
           consumed: out.consumed,

@@ -314,6 +314,7 @@ describe('guarantees: a SIDECAR key writes only its own chain, for its own agent
         request_hash: (await api('GET', `/api/approvals/${A.approvalId}`)).body.request_hash,
         source: 'gsw-b',
         audit_id: recordFor({ agent_id: A.agentId }).audit_id,
+        not_after_ms: 0,
       };
       const asA = await call('consumeApproval', { ...consume, agent_id: A.agentId });
       assert.equal(asA.err?.code, PERMISSION_DENIED, JSON.stringify(asA));
@@ -357,6 +358,62 @@ describe('guarantees: a SIDECAR key writes only its own chain, for its own agent
       });
       assert.equal(release.err?.code, PERMISSION_DENIED, JSON.stringify(release));
       assert.equal(await approvalStatus(api, A.approvalId), 'APPROVED');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('item 6 (attack): a release gives back only what its lease still holds — a made-up lease id, a second release, or more than was granted returns nothing extra', async function () {
+    // A daily budget of 3 for agent A, spent through A's own key over the Sync calls.
+    const policy = await fx.createPolicy(api, {
+      name: 'three a day',
+      capabilities: ['read:report'],
+      constraints: { max_actions_per_day: 3 },
+    });
+    const client = new SyncServiceClient(`127.0.0.1:${cp.grpcPort}`, grpc.credentials.createInsecure());
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${A.key}`);
+    type Unary = (
+      req: unknown,
+      md: grpc.Metadata,
+      cb: (err: grpc.ServiceError | null, res: unknown) => void,
+    ) => void;
+    const call = <T>(method: string, req: unknown): Promise<T> =>
+      new Promise((resolve, reject) => {
+        const fn = (client as unknown as Record<string, Unary>)[method]!.bind(client);
+        fn(req, md, (err, res) => (err ? reject(err) : resolve(res as T)));
+      });
+    type Grant = { lease_id: string; granted: number; window: string; remaining: number };
+    const lease = () =>
+      call<Grant>('leaseBudget', {
+        source: 'gsw-a',
+        agent_id: A.agentId,
+        policy_id: policy.policy_id,
+        kind: BudgetKind.DAILY,
+        want: 10,
+      });
+    const release = (leaseId: string, window: string, unused: number) =>
+      call<{ returned: number }>('releaseBudget', {
+        source: 'gsw-a',
+        returns: [{ lease_id: leaseId, agent_id: A.agentId, policy_id: policy.policy_id, window, unused }],
+      });
+    try {
+      const grants: Grant[] = [];
+      for (let g = await lease(); g.granted > 0; g = await lease()) grants.push(g);
+      assert.equal(
+        grants.reduce((n, g) => n + g.granted, 0),
+        3,
+        'the whole day leased out, never more',
+      );
+      const day = grants[0]!.window;
+      assert.deepEqual(await release('lease_madeup0000000000000000', day, 1000), { returned: 0 });
+      assert.equal((await lease()).granted, 0, 'a made-up release freed nothing');
+      const first = grants[0]!;
+      assert.deepEqual(await release(first.lease_id, day, 1000), { returned: first.granted });
+      assert.deepEqual(await release(first.lease_id, day, 1000), { returned: 0 }, 'a lease gives back once');
+      const again = await lease();
+      assert.equal(again.granted, first.granted, 'exactly the returned units can be leased again');
+      assert.equal((await lease()).granted, 0);
     } finally {
       client.close();
     }

@@ -324,6 +324,13 @@ export interface ConsumeApprovalRequest {
   audit_id: string;
   /** The agent of the check. */
   agent_id: string;
+  /**
+   * The enforcement point stops waiting for the answer at this time (Unix ms, its clock): a
+   * consume that reaches the control plane later (e.g. a paused process) is not applied, so a
+   * grant is never spent on a check that was answered APPROVAL_UNAVAILABLE. 0 = no limit.
+   * Enforcement points and the control plane need clocks within about a second (as for tokens).
+   */
+  not_after_ms: number;
 }
 
 /** ConsumeApprovalResponse says whether the grant was used by this call. */
@@ -2488,6 +2495,7 @@ function createBaseConsumeApprovalRequest(): ConsumeApprovalRequest {
     source: "",
     audit_id: "",
     agent_id: "",
+    not_after_ms: 0,
   };
 }
 
@@ -2516,6 +2524,9 @@ export const ConsumeApprovalRequest: MessageFns<ConsumeApprovalRequest> = {
     }
     if (message.agent_id !== "") {
       writer.uint32(66).string(message.agent_id);
+    }
+    if (message.not_after_ms !== 0) {
+      writer.uint32(72).int64(message.not_after_ms);
     }
     return writer;
   },
@@ -2597,6 +2608,14 @@ export const ConsumeApprovalRequest: MessageFns<ConsumeApprovalRequest> = {
             message.agent_id = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.not_after_ms = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2639,6 +2658,11 @@ export const ConsumeApprovalRequest: MessageFns<ConsumeApprovalRequest> = {
         : isSet(object.agent_id)
         ? globalThis.String(object.agent_id)
         : "",
+      not_after_ms: isSet(object.notAfterMs)
+        ? globalThis.Number(object.notAfterMs)
+        : isSet(object.not_after_ms)
+        ? globalThis.Number(object.not_after_ms)
+        : 0,
     };
   },
 
@@ -2668,6 +2692,9 @@ export const ConsumeApprovalRequest: MessageFns<ConsumeApprovalRequest> = {
     if (message.agent_id !== "") {
       obj.agentId = message.agent_id;
     }
+    if (message.not_after_ms !== 0) {
+      obj.notAfterMs = Math.round(message.not_after_ms);
+    }
     return obj;
   },
 
@@ -2684,6 +2711,7 @@ export const ConsumeApprovalRequest: MessageFns<ConsumeApprovalRequest> = {
     message.source = object.source ?? "";
     message.audit_id = object.audit_id ?? "";
     message.agent_id = object.agent_id ?? "";
+    message.not_after_ms = object.not_after_ms ?? 0;
     return message;
   },
 };
