@@ -5,6 +5,7 @@
  */
 import { auditHash } from '../audit/chain';
 import type { AuditRecord } from '../gen/act/v1/admin';
+import { auditKeyProblem } from './audit-common';
 import { ChainViolation, type IngestResult } from './types';
 
 /** A source's chain head: its last accepted record. */
@@ -45,8 +46,10 @@ export function planIngest(
   const insert: AuditRecord[] = [];
   const inBatch = new Map<string, string>();
   for (const r of records) {
-    if (typeof r.audit_id !== 'string' || r.audit_id === '') refuse(r, 'no audit_id');
-    if (typeof r.source !== 'string' || r.source === '') refuse(r, 'no source');
+    const idProblem = auditKeyProblem(r.audit_id);
+    if (idProblem) refuse(r, `audit_id ${idProblem}`);
+    const sourceProblem = auditKeyProblem(r.source);
+    if (sourceProblem) refuse(r, `source ${sourceProblem}`);
     if (!Number.isSafeInteger(r.seq) || r.seq < 1) refuse(r, 'seq must be a positive integer');
     if (auditHash(r) !== r.hash) refuse(r, 'hash does not match the record');
     const seen = inBatch.get(r.audit_id) ?? storedHash(r.audit_id);

@@ -1,0 +1,623 @@
+/**
+ * The audit trail on PostgreSQL (act_audit, see migrations.ts), for several replicas at volume.
+ *
+ * - The protobuf record (`record`, bytea) is the truth and round-trips exactly: its SHA-256 chain
+ *   hash is re-verified from it. The filter columns (agent_id, token_id, action, decision,
+ *   reason_code, t) and context/details (jsonb) are for indexes and ad-hoc SQL; text PostgreSQL
+ *   cannot hold (NUL, lone surrogates) is replaced there and long values are shortened, and every
+ *   result is re-checked against the decoded record, so a lossy column never changes an answer.
+ * - Partitioned by month of the time in the audit id (audit-partitions.ts); the primary key
+ *   (audit_id, t) is unique per id because t is a function of the id.
+ * - Batches go in as one multi-row INSERT … ON CONFLICT DO NOTHING (idempotent on audit_id).
+ * - `ingest` locks the batch's sources (advisory locks, in one order), reads their heads and the
+ *   stored hashes of the batch's ids in the transaction, and writes what `planIngest` decides; two
+ *   replicas ingesting for one source serialize. Appends take the same locks.
+ * - Every storing transaction ends by bumping the one act_audit_state row (count, feed sequence)
+ *   and adding its feed entry, so feed entries commit in sequence order with no gaps and onAppend
+ *   on every replica sees each stored record once (change-feed.ts).
+ */
+import type pg from 'pg';
+import { encodeMessage } from '../../common/proto-encode';
+import { AuditRecord as AuditRecordCodec } from '../../gen/act/v1/admin';
+import {
+  auditIdAt,
+  auditKeyProblem,
+  canonicalAuditTime,
+  checkAuditKeys,
+  decodeCursor,
+  encodeCursor,
+  matchesFilter,
+} from '../audit-common';
+import { planIngest, type ChainHead } from '../chain-ingest';
+import type { AuditFilter, AuditPage, AuditRecord, AuditStore, IngestResult } from '../types';
+import { AuditPartitions, monthOf } from './audit-partitions';
+import { OrderedFeed } from './change-feed';
+import { isConnectionError, isRetryable, storeError } from './errors';
+import { LockSpace, lockKey } from './keys';
+
+/** Records examined (not returned) at most per `query` call before it returns a cursor. */
+export const DEFAULT_AUDIT_SCAN_BUDGET = 50_000;
+/** Records read per statement during `export` (keyset pages: no transaction stays open). */
+const EXPORT_CHUNK = 1000;
+/** Records deleted per statement by prune(). */
+const PRUNE_CHUNK = 5000;
+/** Feed entries kept for replicas that fall behind (one per storing transaction). */
+const FEED_KEEP = 10_000;
+const FEED_PAGE = 100;
+/** Longest value kept in a filter column (results are re-checked against the record). */
+const MAX_COLUMN_CHARS = 512;
+const MAX_ATTEMPTS = 5;
+
+const BAD_TEXT = /[\0\ud800-\udfff]/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+/** JSON text holding an escape jsonb rejects: \u0000, or a (possibly lone) surrogate. */
+const BAD_JSON_ESCAPE = /\\u0000|\\ud[89a-f]/i;
+
+/** Options of the PostgreSQL audit store. */
+export interface PostgresAuditOptions {
+  /** Records examined at most per query call. Default {@link DEFAULT_AUDIT_SCAN_BUDGET}. */
+  scanBudget?: number | undefined;
+  onError: (err: Error) => void;
+}
+
+/** One record made ready for the INSERT. */
+interface Prepared {
+  r: AuditRecord;
+  ms: number | null;
+  bytes: Buffer;
+  context: string | null;
+  details: string | null;
+}
+
+export class PostgresAuditStore implements AuditStore {
+  readonly channel = 'act_audit';
+  readonly feed: OrderedFeed<AuditRecord[]>;
+  private readonly partitions: AuditPartitions;
+  private readonly listeners = new Set<(records: AuditRecord[]) => void>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly scanBudget: number;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    startSeq: number,
+    opts: PostgresAuditOptions,
+  ) {
+    this.scanBudget = opts.scanBudget ?? DEFAULT_AUDIT_SCAN_BUDGET;
+    this.partitions = new AuditPartitions(pool);
+    this.feed = new OrderedFeed<AuditRecord[]>({
+      start: startSeq,
+      pageSize: FEED_PAGE,
+      fetch: (after) => this.fetchFeed(after),
+      deliver: (_seq, records) => this.notify(records),
+      onError: opts.onError,
+    });
+  }
+
+  async init(): Promise<void> {
+    await this.partitions.load();
+  }
+
+  append(records: AuditRecord[]): Promise<number> {
+    return this.track(this.doAppend(records));
+  }
+
+  ingest(records: AuditRecord[]): Promise<IngestResult> {
+    return this.track(this.doIngest(records));
+  }
+
+  private async doAppend(records: AuditRecord[]): Promise<number> {
+    for (const r of records) checkAuditKeys(r);
+    // The first of each audit id in the batch, as LMDB keeps it.
+    const seen = new Set<string>();
+    const batch: Prepared[] = [];
+    for (const r of records) {
+      if (seen.has(r.audit_id)) continue;
+      seen.add(r.audit_id);
+      batch.push(prepare(r));
+    }
+    if (batch.length === 0) return 0;
+    await this.ensurePartitions(batch.map((p) => p.ms));
+    const { fresh, seq } = await this.transaction(sourcesOf(records), async (client) => {
+      const stored = await insertRecords(client, batch);
+      const fresh = batch.filter((p) => stored.has(p.r.audit_id));
+      // The batch's highest record per source moves the head if it comes after it.
+      const tops = new Map<string, Prepared>();
+      for (const p of fresh) {
+        const source = p.r.source ?? '';
+        const top = tops.get(source);
+        if (!top || isAfter(p.r, top.r)) tops.set(source, p);
+      }
+      if (tops.size > 0) await upsertHeads(client, [...tops].map(([s, p]) => headRow(s, p)), true);
+      const seq = fresh.length > 0 ? await bumpState(client, fresh, this.channel) : 0;
+      return { fresh: fresh.map((p) => p.r), seq };
+    });
+    if (seq > 0) await this.feed.offer(seq, fresh);
+    return fresh.length;
+  }
+
+  private async doIngest(records: AuditRecord[]): Promise<IngestResult> {
+    if (records.length === 0) return { stored: 0, duplicates: 0, gaps: 0, restarts: 0 };
+    const prepared = new Map<AuditRecord, Prepared>();
+    const ids: string[] = [];
+    const ms: (number | null)[] = [];
+    for (const r of records) {
+      if (typeof r.audit_id === 'string') {
+        ids.push(r.audit_id);
+        ms.push(canonicalAuditTime(r.audit_id) ?? null);
+      }
+    }
+    // Before the transaction: creating a partition waits for transactions that read act_audit.
+    await this.ensurePartitions(ms);
+    const { plan, seq } = await this.transaction(sourcesOf(records), async (client) => {
+      const sources = [...new Set(records.map((r) => cleanText(String(r.source ?? ''))))];
+      const [heads, storedRows] = await Promise.all([
+        client.query<{ source: string; audit_id: string; seq: string; hash: string }>(
+          'SELECT source, audit_id, seq, hash FROM act_audit_heads WHERE source = ANY($1)',
+          [sources],
+        ),
+        client.query<{ record: Buffer }>(
+          `SELECT a.record FROM unnest($1::text[], $2::int8[]) AS u(id, ms)
+           JOIN act_audit a ON a.audit_id = u.id AND a.t = act_audit_t(u.ms)`,
+          [ids.map(cleanText), ms],
+        ),
+      ]);
+      const headBySource = new Map<string, ChainHead>();
+      for (const h of heads.rows) headBySource.set(h.source, { audit_id: h.audit_id, seq: Number(h.seq), hash: h.hash });
+      const storedHash = new Map<string, string>();
+      for (const row of storedRows.rows) {
+        const rec = AuditRecordCodec.decode(row.record);
+        storedHash.set(rec.audit_id, rec.hash);
+      }
+      // Throws ChainViolation (the transaction rolls back, nothing is stored).
+      const plan = planIngest(
+        records,
+        (s) => headBySource.get(s),
+        (id) => storedHash.get(id),
+      );
+      if (plan.insert.length === 0) return { plan, seq: 0 };
+      const batch = plan.insert.map((r) => {
+        let p = prepared.get(r);
+        if (!p) prepared.set(r, (p = prepare(r)));
+        return p;
+      });
+      const stored = await insertRecords(client, batch);
+      // Another source stored one of these ids since we read (ids are unique across sources): plan again.
+      if (stored.size !== batch.length) throw new RacedInsert();
+      const byId = new Map(batch.map((p) => [p.r.audit_id, p]));
+      await upsertHeads(
+        client,
+        [...plan.heads].map(([source, h]) => headRow(source, byId.get(h.audit_id)!)),
+        false,
+      );
+      const seq = await bumpState(client, batch, this.channel);
+      return { plan, seq };
+    });
+    if (seq > 0) await this.feed.offer(seq, plan.insert);
+    return plan.result;
+  }
+
+  async prune(beforeMs: number): Promise<number> {
+    const bound = auditIdAt(beforeMs);
+    let total = 0;
+    // Whole months before the bound: drop their partitions (every id in them sorts before the bound).
+    for (const p of await this.partitions.list()) {
+      if (p.endMs > beforeMs) continue;
+      total += await this.dropPartition(p.name);
+      this.partitions.forget(p.month);
+    }
+    // The rest (the bound's month, the default partition): delete by id, in chunks.
+    for (;;) {
+      const { rows } = await this.exec<{ n: string }>(
+        'pruning audit records',
+        `WITH victims AS (SELECT audit_id, t FROM act_audit WHERE audit_id < $1 LIMIT ${PRUNE_CHUNK}),
+              gone AS (DELETE FROM act_audit a USING victims v WHERE a.audit_id = v.audit_id AND a.t = v.t
+                       RETURNING 1),
+              n AS (SELECT count(*) AS n FROM gone),
+              counted AS (UPDATE act_audit_state SET count = count - n.n FROM n WHERE id = 1 AND n.n > 0)
+         SELECT n FROM n`,
+        [bound],
+      );
+      const n = Number(rows[0]!.n);
+      total += n;
+      if (n < PRUNE_CHUNK) return total;
+    }
+  }
+
+  private async dropPartition(name: string): Promise<number> {
+    const client = await this.connect('pruning audit records');
+    let broken: unknown;
+    try {
+      await client.query('BEGIN');
+      // Waits for inserts into it to commit; then nothing can add to it until it is gone.
+      await client.query(`LOCK TABLE ${name} IN ACCESS EXCLUSIVE MODE`);
+      const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${name}`);
+      const n = Number(rows[0]!.n);
+      await client.query(`DROP TABLE ${name}`);
+      await client.query('UPDATE act_audit_state SET count = count - $1 WHERE id = 1', [n]);
+      await client.query('COMMIT');
+      return n;
+    } catch (err) {
+      if (isConnectionError(err)) broken = err;
+      else await client.query('ROLLBACK').catch((e: unknown) => (broken = e));
+      if ((err as { code?: string }).code === '42P01') return 0; // another replica dropped it first
+      throw storeError(err, 'pruning audit records');
+    } finally {
+      client.release(broken !== undefined);
+    }
+  }
+
+  async query(filter: AuditFilter, cursor: string, limit: number): Promise<AuditPage> {
+    const max = Math.max(1, Math.floor(limit) || 1);
+    const sql = new FilterSql(filter);
+    if (cursor !== '') sql.bound('audit_id <', decodeCursor(cursor));
+    const budget = this.scanBudget;
+    const { rows } = await this.exec<{ rn: string; audit_id: string; record: Buffer | null; k: string; n: string }>(
+      'querying audit records',
+      // The scan examines at most `budget` candidates (the driving filter and bounds), newest first;
+      // it stops at the limit-th match. A cursor is returned when candidates remain past that point.
+      `WITH s AS (
+         SELECT audit_id, t, m, row_number() OVER w AS rn, count(*) FILTER (WHERE m) OVER w AS mc
+         FROM (SELECT audit_id, t, (${sql.residual()}) AS m FROM act_audit WHERE ${sql.where()}
+               ORDER BY audit_id DESC LIMIT ${budget + 1}) i
+         WINDOW w AS (ORDER BY audit_id DESC ROWS UNBOUNDED PRECEDING)
+       ), cut AS (
+         SELECT coalesce(min(rn) FILTER (WHERE m AND mc = ${max}), ${budget}) AS k, max(rn) AS n FROM s
+       )
+       SELECT s.rn, s.audit_id, a.record, cut.k, cut.n FROM s CROSS JOIN cut
+       LEFT JOIN act_audit a ON s.m AND s.rn <= cut.k AND a.audit_id = s.audit_id AND a.t = s.t
+       WHERE (s.m AND s.rn <= cut.k) OR s.rn = cut.k
+       ORDER BY s.rn`,
+      sql.params,
+    );
+    const records: AuditRecord[] = [];
+    let nextCursor = '';
+    for (const row of rows) {
+      if (row.record) {
+        const rec = AuditRecordCodec.decode(row.record);
+        if (matchesFilter(rec, filter)) records.push(rec);
+      }
+      if (row.rn === row.k && Number(row.n) > Number(row.k)) nextCursor = encodeCursor(row.audit_id);
+    }
+    return { records, nextCursor };
+  }
+
+  async *export(filter: AuditFilter): AsyncGenerator<AuditRecord> {
+    let after: string | undefined;
+    for (;;) {
+      const sql = new FilterSql(filter);
+      if (after !== undefined) sql.bound('audit_id >', after);
+      const where = [sql.where(), sql.residual()].join(' AND ');
+      const { rows } = await this.exec<{ audit_id: string; record: Buffer }>(
+        'exporting audit records',
+        `SELECT audit_id, record FROM act_audit WHERE ${where} ORDER BY audit_id ASC LIMIT ${EXPORT_CHUNK}`,
+        sql.params,
+      );
+      for (const row of rows) {
+        const rec = AuditRecordCodec.decode(row.record);
+        if (matchesFilter(rec, filter)) yield rec;
+      }
+      if (rows.length < EXPORT_CHUNK) return;
+      after = rows[rows.length - 1]!.audit_id;
+    }
+  }
+
+  onAppend(listener: (records: AuditRecord[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  async lastOfSource(source: string): Promise<AuditRecord | undefined> {
+    // A source that cannot be stored has no head (and would not fit in the query).
+    if (typeof source !== 'string' || (source !== '' && auditKeyProblem(source))) return undefined;
+    const { rows } = await this.exec<{ record: Buffer }>(
+      'reading audit records',
+      `SELECT a.record FROM act_audit_heads h JOIN act_audit a ON a.audit_id = h.audit_id AND a.t = h.t
+       WHERE h.source = $1`,
+      [source],
+    );
+    return rows[0] ? AuditRecordCodec.decode(rows[0].record) : undefined;
+  }
+
+  async count(): Promise<number> {
+    const { rows } = await this.exec<{ count: string }>(
+      'counting audit records',
+      'SELECT count FROM act_audit_state WHERE id = 1',
+    );
+    return Number(rows[0]!.count);
+  }
+
+  /** Resolves when appends started so far have settled (close). */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  async closeFeed(): Promise<void> {
+    await this.feed.close();
+    this.listeners.clear();
+  }
+
+  private notify(records: AuditRecord[]): void {
+    if (records.length === 0) return;
+    for (const l of [...this.listeners]) {
+      try {
+        l(records);
+      } catch {
+        // A faulty follower must not fail an append that is already stored.
+      }
+    }
+  }
+
+  private async fetchFeed(after: number): Promise<{ seq: number; entry: AuditRecord[] }[]> {
+    const { rows } = await this.pool.query<{ seq: string; record: Buffer | null }>(
+      `SELECT f.seq, a.record
+       FROM (SELECT seq, audit_ids, ms FROM act_audit_feed WHERE seq > $1 ORDER BY seq LIMIT ${FEED_PAGE}) f
+       LEFT JOIN LATERAL (
+         SELECT a.record, u.ord FROM unnest(f.audit_ids, f.ms) WITH ORDINALITY AS u(id, ms, ord)
+         JOIN act_audit a ON a.audit_id = u.id AND a.t = act_audit_t(u.ms)
+       ) a ON true
+       ORDER BY f.seq, a.ord`,
+      [after],
+    );
+    const out: { seq: number; entry: AuditRecord[] }[] = [];
+    for (const row of rows) {
+      const seq = Number(row.seq);
+      let last = out[out.length - 1];
+      if (!last || last.seq !== seq) out.push((last = { seq, entry: [] }));
+      // A record pruned since it was stored is simply not there any more.
+      if (row.record) last.entry.push(AuditRecordCodec.decode(row.record));
+    }
+    return out;
+  }
+
+  /** Must not run inside a transaction that touched act_audit (the DDL would wait for it). */
+  private async ensurePartitions(times: (number | null)[]): Promise<void> {
+    try {
+      await this.partitions.ensure(times.filter((ms): ms is number => ms !== null));
+    } catch (err) {
+      throw storeError(err, 'creating an audit partition');
+    }
+  }
+
+  /** Runs `body` holding the advisory locks of `sources`; retried on deadlock or a raced insert. */
+  private async transaction<R>(sources: string[], body: (c: pg.PoolClient) => Promise<R>): Promise<R> {
+    const locks = [...new Set(sources.map(lockKey))].sort((a, b) => a - b);
+    for (let attempt = 1; ; attempt++) {
+      const client = await this.connect('storing audit records');
+      let broken: unknown;
+      try {
+        await client.query('BEGIN');
+        await client.query('SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k', [
+          LockSpace.auditSource,
+          locks,
+        ]);
+        const result = await body(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        if (isConnectionError(err)) broken = err;
+        else await client.query('ROLLBACK').catch((e: unknown) => (broken = e));
+        if ((err instanceof RacedInsert || isRetryable(err)) && attempt < MAX_ATTEMPTS) continue;
+        throw storeError(err, 'storing audit records');
+      } finally {
+        client.release(broken !== undefined);
+      }
+    }
+  }
+
+  private async exec<T extends pg.QueryResultRow>(doing: string, text: string, values: unknown[] = []) {
+    try {
+      return await this.pool.query<T>(text, values);
+    } catch (err) {
+      throw storeError(err, doing);
+    }
+  }
+
+  private async connect(doing: string): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      throw storeError(err, doing);
+    }
+  }
+
+  private track<R>(p: Promise<R>): Promise<R> {
+    this.inFlight.add(p);
+    // Tracked only so close() can wait; the caller observes the result through `p`.
+    void p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
+    return p;
+  }
+}
+
+/** An id of the batch was stored by a concurrent transaction after the plan was made. */
+class RacedInsert extends Error {
+  constructor() {
+    super('an audit id of the batch was stored concurrently');
+  }
+}
+
+function sourcesOf(records: AuditRecord[]): string[] {
+  return records.map((r) => String(r.source ?? ''));
+}
+
+/** Whether `a` comes after `b` in a source's chain: higher seq, or the same seq and a later id. */
+function isAfter(a: AuditRecord, b: AuditRecord): boolean {
+  return a.seq > b.seq || (a.seq === b.seq && Buffer.compare(Buffer.from(a.audit_id), Buffer.from(b.audit_id)) > 0);
+}
+
+function prepare(r: AuditRecord): Prepared {
+  return {
+    r,
+    ms: canonicalAuditTime(r.audit_id) ?? null,
+    bytes: encodeMessage(AuditRecordCodec, r),
+    context: r.context === undefined || r.context === null ? null : jsonbText(r.context),
+    details: r.details === undefined || r.details === null ? null : jsonbText(r.details),
+  };
+}
+
+async function insertRecords(client: pg.PoolClient, batch: Prepared[]): Promise<Set<string>> {
+  const { rows } = await client.query<{ audit_id: string }>(
+    `INSERT INTO act_audit (audit_id, t, agent_id, token_id, action, decision, reason_code, source, seq,
+                            context, details, record)
+     SELECT u.id, act_audit_t(u.ms), u.agent, u.token, u.action, u.decision, u.reason, u.source, u.seq,
+            u.context, u.details, u.record
+     FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[],
+                 $8::text[], $9::int8[], $10::jsonb[], $11::jsonb[], $12::bytea[])
+       AS u(id, ms, agent, token, action, decision, reason, source, seq, context, details, record)
+     ON CONFLICT DO NOTHING
+     RETURNING audit_id`,
+    [
+      batch.map((p) => p.r.audit_id),
+      batch.map((p) => p.ms),
+      batch.map((p) => column(p.r.agent_id)),
+      batch.map((p) => column(p.r.token_id)),
+      batch.map((p) => column(p.r.action)),
+      batch.map((p) => int32(p.r.decision)),
+      batch.map((p) => int32(p.r.reason_code)),
+      batch.map((p) => column(p.r.source)),
+      batch.map((p) => (Number.isSafeInteger(p.r.seq) ? p.r.seq : 0)),
+      batch.map((p) => p.context),
+      batch.map((p) => p.details),
+      batch.map((p) => p.bytes),
+    ],
+  );
+  return new Set(rows.map((r) => r.audit_id));
+}
+
+interface HeadRow {
+  source: string;
+  audit_id: string;
+  ms: number | null;
+  seq: number;
+  hash: string;
+}
+
+function headRow(source: string, p: Prepared): HeadRow {
+  return { source, audit_id: p.r.audit_id, ms: p.ms, seq: Number.isSafeInteger(p.r.seq) ? p.r.seq : 0, hash: cleanText(String(p.r.hash ?? '')) };
+}
+
+/** Writes heads; `onlyForward`: only where the new head comes after the stored one (append). */
+async function upsertHeads(client: pg.PoolClient, heads: HeadRow[], onlyForward: boolean): Promise<void> {
+  await client.query(
+    `INSERT INTO act_audit_heads (source, audit_id, t, seq, hash)
+     SELECT u.source, u.id, act_audit_t(u.ms), u.seq, u.hash
+     FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[]) AS u(source, id, ms, seq, hash)
+     ON CONFLICT (source) DO UPDATE
+       SET audit_id = EXCLUDED.audit_id, t = EXCLUDED.t, seq = EXCLUDED.seq, hash = EXCLUDED.hash
+     ${
+       onlyForward
+         ? `WHERE EXCLUDED.seq > act_audit_heads.seq
+              OR (EXCLUDED.seq = act_audit_heads.seq AND EXCLUDED.audit_id > act_audit_heads.audit_id)`
+         : ''
+     }`,
+    [
+      heads.map((h) => h.source),
+      heads.map((h) => h.audit_id),
+      heads.map((h) => h.ms),
+      heads.map((h) => h.seq),
+      heads.map((h) => h.hash),
+    ],
+  );
+}
+
+/**
+ * Counts the stored records and adds the feed entry, last in the transaction: the state row's lock
+ * is held only from here to the commit. Returns the feed sequence number.
+ */
+async function bumpState(client: pg.PoolClient, stored: Prepared[], channel: string): Promise<number> {
+  const { rows } = await client.query<{ seq: string }>(
+    `WITH st AS (UPDATE act_audit_state SET seq = seq + 1, count = count + $1 WHERE id = 1 RETURNING seq),
+          fd AS (INSERT INTO act_audit_feed (seq, audit_ids, ms) SELECT seq, $2::text[], $3::int8[] FROM st),
+          tr AS (DELETE FROM act_audit_feed WHERE seq = (SELECT seq FROM st) - ${FEED_KEEP})
+     SELECT seq, pg_notify('${channel}', seq::text) FROM st`,
+    [stored.length, stored.map((p) => p.r.audit_id), stored.map((p) => p.ms)],
+  );
+  return Number(rows[0]!.seq);
+}
+
+/**
+ * SQL for a filter: the driving predicate and bounds (`where`, what the query's budget counts) and
+ * the other filters (`residual`). Values go through the same lossy mapping as the columns.
+ */
+class FilterSql {
+  readonly params: unknown[] = [];
+  private readonly conds: string[] = [];
+  private readonly rest: string[] = [];
+
+  constructor(f: AuditFilter) {
+    const eq: [string, unknown][] = [];
+    if (f.agent_id !== undefined) eq.push(['agent_id', column(f.agent_id)]);
+    if (f.token_id !== undefined) eq.push(['token_id', column(f.token_id)]);
+    if (f.action !== undefined) eq.push(['action', column(f.action)]);
+    if (f.reason_code !== undefined) eq.push(['reason_code', int32(f.reason_code)]);
+    if (f.decision !== undefined) eq.push(['decision', int32(f.decision)]);
+    eq.forEach(([col, v], i) => (i === 0 ? this.conds : this.rest).push(`${col} = ${this.param(v)}`));
+    // Time bounds as id bounds (no real id equals one) and as t bounds (partition pruning).
+    if (f.sinceMs !== undefined) {
+      this.bound('audit_id >=', auditIdAt(f.sinceMs));
+      this.conds.push(`t >= act_audit_t(${this.param(Math.max(0, Math.floor(f.sinceMs)))})`);
+    }
+    if (f.untilMs !== undefined) {
+      this.bound('audit_id <', auditIdAt(f.untilMs));
+      this.conds.push(`t < act_audit_t(${this.param(Math.max(0, Math.floor(f.untilMs)))})`);
+    }
+  }
+
+  bound(op: string, id: string): void {
+    this.conds.push(`${op} ${this.param(cleanText(id))}`);
+  }
+
+  where(): string {
+    return this.conds.length > 0 ? this.conds.join(' AND ') : 'true';
+  }
+
+  residual(): string {
+    return this.rest.length > 0 ? this.rest.join(' AND ') : 'true';
+  }
+
+  private param(v: unknown): string {
+    this.params.push(v);
+    return `$${this.params.length}`;
+  }
+}
+
+/** Text PostgreSQL can store: NUL and lone surrogates replaced by U+FFFD. */
+function cleanText(s: string): string {
+  if (!BAD_TEXT.test(s)) return s;
+  return s.replace(/\0/g, '\ufffd').replace(LONE_SURROGATE, '\ufffd');
+}
+
+/** A filter column's value: clean and at most {@link MAX_COLUMN_CHARS} characters. */
+function column(s: unknown): string {
+  const str = typeof s === 'string' ? s : String(s ?? '');
+  return cleanText(str.length > MAX_COLUMN_CHARS ? str.slice(0, MAX_COLUMN_CHARS) : str);
+}
+
+function int32(n: unknown): number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 ? n : -1;
+}
+
+/** JSON text jsonb accepts: keys and strings cleaned when they hold what it rejects. */
+function jsonbText(v: unknown): string {
+  const text = JSON.stringify(v);
+  if (!BAD_JSON_ESCAPE.test(text)) return text;
+  return JSON.stringify(cleanJson(v));
+}
+
+function cleanJson(v: unknown): unknown {
+  if (typeof v === 'string') return cleanText(v);
+  if (Array.isArray(v)) return v.map(cleanJson);
+  if (v !== null && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[cleanText(k)] = cleanJson(x);
+    return out;
+  }
+  return v;
+}
+
+/** For tests: the month a record's partition is for (or undefined: the default partition). */
+export function recordMonth(auditId: string): number | undefined {
+  const ms = canonicalAuditTime(auditId);
+  return ms === undefined ? undefined : monthOf(ms);
+}
