@@ -25,6 +25,15 @@ const COUNT_KEY = 'audit_count';
 /** Between the agent/token id and the audit id in index keys (ids never hold a '/'; matches() rechecks). */
 const INDEX_SEP = '/';
 
+/**
+ * The agent/token id as an index-key part. NUL becomes U+FFFD: ordered-binary reads a key holding
+ * NUL back as a multi-part key, so an agent id with a NUL was never found. Lossy, which is fine:
+ * query and export re-check every candidate with matches().
+ */
+function indexPart(id: string): string {
+  return id.includes('\0') ? id.replace(/\0/g, '\ufffd') : id;
+}
+
 interface SourceHead {
   audit_id: string;
   seq: number;
@@ -161,8 +170,8 @@ export class LmdbAuditStore implements AuditStore {
 
   private putRecord(r: AuditRecord): void {
     this.records.putSync(r.audit_id, r);
-    if (r.agent_id) this.byAgent.putSync(`${r.agent_id}${INDEX_SEP}${r.audit_id}`, true);
-    if (r.token_id) this.byToken.putSync(`${r.token_id}${INDEX_SEP}${r.audit_id}`, true);
+    if (r.agent_id) this.byAgent.putSync(`${indexPart(r.agent_id)}${INDEX_SEP}${r.audit_id}`, true);
+    if (r.token_id) this.byToken.putSync(`${indexPart(r.token_id)}${INDEX_SEP}${r.audit_id}`, true);
   }
 
   private notify(fresh: AuditRecord[]): void {
@@ -186,8 +195,8 @@ export class LmdbAuditStore implements AuditStore {
       await this.root.childTransaction(() => {
         for (const id of ids) {
           const r = this.records.get(id);
-          if (r?.agent_id) this.byAgent.removeSync(`${r.agent_id}${INDEX_SEP}${id}`);
-          if (r?.token_id) this.byToken.removeSync(`${r.token_id}${INDEX_SEP}${id}`);
+          if (r?.agent_id) this.byAgent.removeSync(`${indexPart(r.agent_id)}${INDEX_SEP}${id}`);
+          if (r?.token_id) this.byToken.removeSync(`${indexPart(r.token_id)}${INDEX_SEP}${id}`);
           this.records.removeSync(id);
         }
         const n = (this.meta.get(COUNT_KEY) as number | undefined) ?? 0;
@@ -282,10 +291,10 @@ export class LmdbAuditStore implements AuditStore {
     let keyPrefix = '';
     if (filter.agent_id !== undefined) {
       db = this.byAgent;
-      keyPrefix = `${filter.agent_id}${INDEX_SEP}`;
+      keyPrefix = `${indexPart(filter.agent_id)}${INDEX_SEP}`;
     } else if (filter.token_id !== undefined) {
       db = this.byToken;
-      keyPrefix = `${filter.token_id}${INDEX_SEP}`;
+      keyPrefix = `${indexPart(filter.token_id)}${INDEX_SEP}`;
     }
     const indexed = keyPrefix !== '';
     // Time bounds as id bounds: no real id equals a bound (ids have random chars after the time).

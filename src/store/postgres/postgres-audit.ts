@@ -8,7 +8,10 @@
  *   result is re-checked against the decoded record, so a lossy column never changes an answer.
  * - Partitioned by month of the time in the audit id (audit-partitions.ts); the primary key
  *   (audit_id, t) is unique per id because t is a function of the id.
- * - Batches go in as one multi-row INSERT … ON CONFLICT DO NOTHING (idempotent on audit_id).
+ * - Batches go in by binary COPY (audit-copy.ts), idempotent on audit_id: the ids of the batch that
+ *   are stored already are read first, under the batch's source locks, and skipped; an id stored
+ *   meanwhile by a transaction of another source fails the COPY on the primary key, and the
+ *   transaction runs again.
  * - `ingest` locks the batch's sources (advisory locks, in one order), reads their heads and the
  *   stored hashes of the batch's ids in the transaction, and writes what `planIngest` decides; two
  *   replicas ingesting for one source serialize. Appends take the same locks.
@@ -16,7 +19,10 @@
  *   and adding its feed entry, so feed entries commit in sequence order with no gaps and onAppend
  *   on every replica sees each stored record once (change-feed.ts).
  */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { encodeMessage } from '../../common/proto-encode';
 import { AuditRecord as AuditRecordCodec } from '../../gen/act/v1/admin';
 import {
@@ -30,6 +36,7 @@ import {
 } from '../audit-common';
 import { planIngest, type ChainHead } from '../chain-ingest';
 import type { AuditFilter, AuditPage, AuditRecord, AuditStore, IngestResult } from '../types';
+import { AUDIT_COPY_COLUMNS, encodeAuditCopy, type AuditCopyRow } from './audit-copy';
 import { AuditPartitions, monthOf } from './audit-partitions';
 import { OrderedFeed } from './change-feed';
 import { isConnectionError, isRetryable, storeError } from './errors';
@@ -60,13 +67,23 @@ export interface PostgresAuditOptions {
   onError: (err: Error) => void;
 }
 
-/** One record made ready for the INSERT. */
+/** One record made ready for the COPY. */
 interface Prepared {
   r: AuditRecord;
   ms: number | null;
-  bytes: Buffer;
-  context: string | null;
-  details: string | null;
+  row: AuditCopyRow;
+}
+
+/**
+ * Partition times past this (year 4000) count as "no time" (−infinity, the default partition): up
+ * to here ms × 1000 is exact in a double, so SQL's act_audit_t(ms) and COPY's µs value agree.
+ */
+const MAX_PARTITION_MS = Date.UTC(4000, 0, 1);
+
+/** The partition time of an audit id (Unix ms), or null. */
+function partitionMs(id: string): number | null {
+  const ms = canonicalAuditTime(id);
+  return ms === undefined || ms > MAX_PARTITION_MS ? null : ms;
 }
 
 export class PostgresAuditStore implements AuditStore {
@@ -118,8 +135,10 @@ export class PostgresAuditStore implements AuditStore {
     if (batch.length === 0) return 0;
     await this.ensurePartitions(batch.map((p) => p.ms));
     const { fresh, seq } = await this.transaction(sourcesOf(records), async (client) => {
-      const stored = await insertRecords(client, batch);
-      const fresh = batch.filter((p) => stored.has(p.r.audit_id));
+      const stored = await storedRecords(client, batch);
+      const fresh = batch.filter((p) => !stored.has(p.r.audit_id));
+      if (fresh.length === 0) return { fresh: [], seq: 0 };
+      await copyRecords(client, fresh);
       // The batch's highest record per source moves the head if it comes after it.
       const tops = new Map<string, Prepared>();
       for (const p of fresh) {
@@ -127,8 +146,8 @@ export class PostgresAuditStore implements AuditStore {
         const top = tops.get(source);
         if (!top || isAfter(p.r, top.r)) tops.set(source, p);
       }
-      if (tops.size > 0) await upsertHeads(client, [...tops].map(([s, p]) => headRow(s, p)), true);
-      const seq = fresh.length > 0 ? await bumpState(client, fresh, this.channel) : 0;
+      await upsertHeads(client, [...tops].map(([source, p]) => headRow(source, p)), true);
+      const seq = await bumpState(client, fresh, this.channel);
       return { fresh: fresh.map((p) => p.r), seq };
     });
     if (seq > 0) await this.feed.offer(seq, fresh);
@@ -137,52 +156,32 @@ export class PostgresAuditStore implements AuditStore {
 
   private async doIngest(records: AuditRecord[]): Promise<IngestResult> {
     if (records.length === 0) return { stored: 0, duplicates: 0, gaps: 0, restarts: 0 };
-    const prepared = new Map<AuditRecord, Prepared>();
     const ids: string[] = [];
-    const ms: (number | null)[] = [];
-    for (const r of records) {
-      if (typeof r.audit_id === 'string') {
-        ids.push(r.audit_id);
-        ms.push(canonicalAuditTime(r.audit_id) ?? null);
-      }
-    }
+    for (const r of records) if (typeof r.audit_id === 'string') ids.push(r.audit_id);
+    const ms = ids.map(partitionMs);
     // Before the transaction: creating a partition waits for transactions that read act_audit.
     await this.ensurePartitions(ms);
     const { plan, seq } = await this.transaction(sourcesOf(records), async (client) => {
       const sources = [...new Set(records.map((r) => cleanText(String(r.source ?? ''))))];
-      const [heads, storedRows] = await Promise.all([
-        client.query<{ source: string; audit_id: string; seq: string; hash: string }>(
-          'SELECT source, audit_id, seq, hash FROM act_audit_heads WHERE source = ANY($1)',
-          [sources],
-        ),
-        client.query<{ record: Buffer }>(
-          `SELECT a.record FROM unnest($1::text[], $2::int8[]) AS u(id, ms)
-           JOIN act_audit a ON a.audit_id = u.id AND a.t = act_audit_t(u.ms)`,
-          [ids.map(cleanText), ms],
-        ),
-      ]);
+      const heads = await client.query<{ source: string; audit_id: string; seq: string; hash: string }>(
+        'SELECT source, audit_id, seq, hash FROM act_audit_heads WHERE source = ANY($1)',
+        [sources],
+      );
       const headBySource = new Map<string, ChainHead>();
       for (const h of heads.rows) headBySource.set(h.source, { audit_id: h.audit_id, seq: Number(h.seq), hash: h.hash });
       const storedHash = new Map<string, string>();
-      for (const row of storedRows.rows) {
-        const rec = AuditRecordCodec.decode(row.record);
-        storedHash.set(rec.audit_id, rec.hash);
+      for (const [id, bytes] of await storedRecords(client, ids.map((id, i) => ({ id, ms: ms[i]! })))) {
+        storedHash.set(id, AuditRecordCodec.decode(bytes).hash);
       }
       // Throws ChainViolation (the transaction rolls back, nothing is stored).
       const plan = planIngest(
         records,
-        (s) => headBySource.get(s),
+        (source) => headBySource.get(source),
         (id) => storedHash.get(id),
       );
       if (plan.insert.length === 0) return { plan, seq: 0 };
-      const batch = plan.insert.map((r) => {
-        let p = prepared.get(r);
-        if (!p) prepared.set(r, (p = prepare(r)));
-        return p;
-      });
-      const stored = await insertRecords(client, batch);
-      // Another source stored one of these ids since we read (ids are unique across sources): plan again.
-      if (stored.size !== batch.length) throw new RacedInsert();
+      const batch = plan.insert.map(prepare);
+      await copyRecords(client, batch);
       const byId = new Map(batch.map((p) => [p.r.audit_id, p]));
       await upsertHeads(
         client,
@@ -350,25 +349,22 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   private async fetchFeed(after: number): Promise<{ seq: number; entry: AuditRecord[] }[]> {
-    const { rows } = await this.pool.query<{ seq: string; record: Buffer | null }>(
-      `SELECT f.seq, a.record
-       FROM (SELECT seq, audit_ids, ms FROM act_audit_feed WHERE seq > $1 ORDER BY seq LIMIT ${FEED_PAGE}) f
-       LEFT JOIN LATERAL (
-         SELECT a.record, u.ord FROM unnest(f.audit_ids, f.ms) WITH ORDINALITY AS u(id, ms, ord)
-         JOIN act_audit a ON a.audit_id = u.id AND a.t = act_audit_t(u.ms)
-       ) a ON true
-       ORDER BY f.seq, a.ord`,
+    const { rows } = await this.pool.query<{ seq: string; audit_ids: string[]; ms: (string | null)[] }>(
+      `SELECT seq, audit_ids, ms FROM act_audit_feed WHERE seq > $1 ORDER BY seq LIMIT ${FEED_PAGE}`,
       [after],
     );
-    const out: { seq: number; entry: AuditRecord[] }[] = [];
-    for (const row of rows) {
-      const seq = Number(row.seq);
-      let last = out[out.length - 1];
-      if (!last || last.seq !== seq) out.push((last = { seq, entry: [] }));
-      // A record pruned since it was stored is simply not there any more.
-      if (row.record) last.entry.push(AuditRecordCodec.decode(row.record));
-    }
-    return out;
+    if (rows.length === 0) return [];
+    const ids = rows.flatMap((r) => r.audit_ids);
+    const ms = rows.flatMap((r) => r.ms.map((m) => (m === null ? null : Number(m))));
+    const records = await recordsByIds(this.pool, ids, ms);
+    // A record pruned since it was stored is simply not there any more.
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      entry: r.audit_ids.flatMap((id) => {
+        const bytes = records.get(id);
+        return bytes ? [AuditRecordCodec.decode(bytes)] : [];
+      }),
+    }));
   }
 
   /** Must not run inside a transaction that touched act_audit (the DDL would wait for it). */
@@ -430,7 +426,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 }
 
-/** An id of the batch was stored by a concurrent transaction after the plan was made. */
+/** An id of the batch was stored by a concurrent transaction after it was read. */
 class RacedInsert extends Error {
   constructor() {
     super('an audit id of the batch was stored concurrently');
@@ -447,42 +443,76 @@ function isAfter(a: AuditRecord, b: AuditRecord): boolean {
 }
 
 function prepare(r: AuditRecord): Prepared {
+  const ms = partitionMs(r.audit_id);
   return {
     r,
-    ms: canonicalAuditTime(r.audit_id) ?? null,
-    bytes: encodeMessage(AuditRecordCodec, r),
-    context: r.context === undefined || r.context === null ? null : jsonbText(r.context),
-    details: r.details === undefined || r.details === null ? null : jsonbText(r.details),
+    ms,
+    row: {
+      audit_id: r.audit_id,
+      ms,
+      agent_id: column(r.agent_id),
+      token_id: column(r.token_id),
+      action: column(r.action),
+      decision: int32(r.decision),
+      reason_code: int32(r.reason_code),
+      source: column(r.source),
+      seq: Number.isSafeInteger(r.seq) ? r.seq : 0,
+      context: r.context === undefined || r.context === null ? null : jsonbText(r.context),
+      details: r.details === undefined || r.details === null ? null : jsonbText(r.details),
+      record: encodeMessage(AuditRecordCodec, r),
+    },
   };
 }
 
-async function insertRecords(client: pg.PoolClient, batch: Prepared[]): Promise<Set<string>> {
-  const { rows } = await client.query<{ audit_id: string }>(
-    `INSERT INTO act_audit (audit_id, t, agent_id, token_id, action, decision, reason_code, source, seq,
-                            context, details, record)
-     SELECT u.id, act_audit_t(u.ms), u.agent, u.token, u.action, u.decision, u.reason, u.source, u.seq,
-            u.context, u.details, u.record
-     FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[],
-                 $8::text[], $9::int8[], $10::jsonb[], $11::jsonb[], $12::bytea[])
-       AS u(id, ms, agent, token, action, decision, reason, source, seq, context, details, record)
-     ON CONFLICT DO NOTHING
-     RETURNING audit_id`,
-    [
-      batch.map((p) => p.r.audit_id),
-      batch.map((p) => p.ms),
-      batch.map((p) => column(p.r.agent_id)),
-      batch.map((p) => column(p.r.token_id)),
-      batch.map((p) => column(p.r.action)),
-      batch.map((p) => int32(p.r.decision)),
-      batch.map((p) => int32(p.r.reason_code)),
-      batch.map((p) => column(p.r.source)),
-      batch.map((p) => (Number.isSafeInteger(p.r.seq) ? p.r.seq : 0)),
-      batch.map((p) => p.context),
-      batch.map((p) => p.details),
-      batch.map((p) => p.bytes),
-    ],
+/** The stored records (protobuf bytes) among `batch`'s ids. */
+async function storedRecords(
+  client: pg.PoolClient,
+  batch: readonly ({ id: string; ms: number | null } | Prepared)[],
+): Promise<Map<string, Buffer>> {
+  const ids = batch.map((b) => cleanText('r' in b ? b.r.audit_id : b.id));
+  return recordsByIds(client, ids, batch.map((b) => b.ms));
+}
+
+/**
+ * Records by id: one index probe per id (`= ANY`), in the partitions the ids' times span. (A join
+ * with unnest(ids) let the planner hash the whole table.)
+ */
+async function recordsByIds(
+  db: pg.PoolClient | pg.Pool,
+  ids: string[],
+  ms: (number | null)[],
+): Promise<Map<string, Buffer>> {
+  if (ids.length === 0) return new Map();
+  let lo: number | null = Infinity;
+  let hi: number | null = -Infinity;
+  for (const m of ms) {
+    if (m === null) lo = null;
+    else {
+      if (lo !== null && m < lo) lo = m;
+      if (m > hi!) hi = m;
+    }
+  }
+  if (hi === -Infinity) hi = null; // every id is timeless: only −infinity
+  const { rows } = await db.query<{ audit_id: string; record: Buffer }>(
+    `SELECT audit_id, record FROM act_audit
+     WHERE audit_id = ANY($1::text[]) AND t >= act_audit_t($2) AND t <= act_audit_t($3)`,
+    [ids, lo, hi],
   );
-  return new Set(rows.map((r) => r.audit_id));
+  return new Map(rows.map((r) => [r.audit_id, r.record]));
+}
+
+/** COPYs new records in; an id stored meanwhile (primary key violation) means: run the transaction again. */
+async function copyRecords(client: pg.PoolClient, batch: readonly Prepared[]): Promise<void> {
+  const data = encodeAuditCopy(batch.map((p) => p.row));
+  try {
+    await pipeline(
+      Readable.from([data]),
+      client.query(copyFrom(`COPY act_audit (${AUDIT_COPY_COLUMNS}) FROM STDIN (FORMAT binary)`)),
+    );
+  } catch (err) {
+    if ((err as { code?: string }).code === '23505') throw new RacedInsert();
+    throw err;
+  }
 }
 
 interface HeadRow {
@@ -618,6 +648,6 @@ function cleanJson(v: unknown): unknown {
 
 /** For tests: the month a record's partition is for (or undefined: the default partition). */
 export function recordMonth(auditId: string): number | undefined {
-  const ms = canonicalAuditTime(auditId);
-  return ms === undefined ? undefined : monthOf(ms);
+  const ms = partitionMs(auditId);
+  return ms === null ? undefined : monthOf(ms);
 }

@@ -31,7 +31,7 @@ import { encodeKey, MAX_KEY_BYTES } from './keys';
 import { migrate, TABLES } from './migrations';
 import { PostgresAuditStore } from './postgres-audit';
 import { PostgresOpsStore } from './postgres-ops';
-import { getRow, scanRows, type Queryable } from './scan';
+import { getRow, scanRows, serialized, type Queryable } from './scan';
 
 /** Configuration of the PostgreSQL store. */
 export interface PostgresStoreConfig {
@@ -190,17 +190,22 @@ class PostgresStore implements Store {
     let broken: unknown;
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+      const db = serialized(q(client));
       const reader: StoreReader = {
-        get: <T>(table: TableName, key: string) => getRow<T>(q(client), tableName(table), key),
-        scan: <T>(table: TableName, opts: ScanOptions) => scanRows<T>(q(client), tableName(table), opts),
+        get: async <T>(table: TableName, key: string) => getRow<T>(db, tableName(table), key),
+        scan: async <T>(table: TableName, opts: ScanOptions) => scanRows<T>(db, tableName(table), opts),
         revision: async () => {
-          const { rows } = await client.query<{ revision: string }>(
-            'SELECT revision FROM act_revision WHERE id = 1',
-          );
+          const { rows } = await db.query<{ revision: string }>('SELECT revision FROM act_revision WHERE id = 1');
           return Number(rows[0]!.revision);
         },
       };
-      const result = await fn(reader);
+      let result: R;
+      try {
+        result = await fn(reader);
+      } finally {
+        // Reads fn started and did not await must finish before the transaction ends.
+        await db.settled();
+      }
       await client.query('COMMIT');
       return result;
     } catch (err) {
@@ -263,6 +268,7 @@ class PostgresStore implements Store {
       } finally {
         tx.finish(); // late put/emit calls from a leaked promise must not slip into a later commit
       }
+      await tx.db.settled(); // reads fn started and did not await finish first
       if (!tx.wrote && tx.changes.length === 0) {
         await client.query('ROLLBACK');
         return { result, revision: base, seen: this.feed.waitFor(base) };
@@ -270,7 +276,7 @@ class PostgresStore implements Store {
       await tx.flushAll();
       const rev = base + 1;
       const trimTo = rev - this.retention; // log revisions <= trimTo fall out of retention
-      await client.query(
+      await tx.db.query(
         `WITH log AS (INSERT INTO act_changes (revision, changes) VALUES ($1, $2)),
               trimmed AS (DELETE FROM act_changes WHERE revision >= $3 AND revision <= $4),
               bumped AS (UPDATE act_revision SET revision = $1, oldest = GREATEST(oldest, $4 + 1)
@@ -388,11 +394,11 @@ class WriteTx {
   private readonly pending = new Map<TableName, Map<string, unknown>>();
   private open = true;
   readonly writer: StoreWriter;
+  /** The transaction's connection, its queries in call order. */
+  readonly db: ReturnType<typeof serialized>;
 
-  constructor(
-    private readonly client: pg.PoolClient,
-    base: number,
-  ) {
+  constructor(client: pg.PoolClient, base: number) {
+    const db = (this.db = serialized(q(client)));
     const assertOpen = () => {
       if (!this.open) throw new Error('write transaction already finished');
     };
@@ -402,13 +408,13 @@ class WriteTx {
         const v = this.pending.get(table)?.get(key);
         if (v === DELETED) return undefined;
         if (v !== undefined) return v as T;
-        return getRow<T>(q(client), name, key);
+        return getRow<T>(db, name, key);
       },
       scan: async <T>(table: TableName, opts: ScanOptions) => {
         const name = tableName(table);
         // Queued on the connection before the scan, so the scan sees them.
         const flushed = this.flush(table);
-        const [, rows] = await Promise.all([flushed, scanRows<T>(q(client), name, opts)]);
+        const [, rows] = await Promise.all([flushed, scanRows<T>(db, name, opts)]);
         return rows as Row<T>[];
       },
       revision: async () => base,
@@ -470,10 +476,10 @@ class WriteTx {
       return Promise.reject(err);
     }
     const out: Promise<unknown>[] = [];
-    if (delKeys.length > 0) out.push(this.client.query(`DELETE FROM ${name} WHERE key = ANY($1)`, [delKeys]));
+    if (delKeys.length > 0) out.push(this.db.query(`DELETE FROM ${name} WHERE key = ANY($1)`, [delKeys]));
     if (putKeys.length > 0) {
       out.push(
-        this.client.query(
+        this.db.query(
           `INSERT INTO ${name} (key, value) SELECT * FROM unnest($1::bytea[], $2::json[])
            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
           [putKeys, putValues],

@@ -7,6 +7,26 @@ export interface Queryable {
   query<R extends Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }>;
 }
 
+/**
+ * A checked-out client whose queries run one after another in call order, however the caller
+ * awaits them (`fn` may read in parallel; pg 8 deprecates overlapping queries on one client).
+ */
+export function serialized(client: Queryable): Queryable & { settled(): Promise<void> } {
+  let tail: Promise<unknown> = Promise.resolve();
+  return {
+    /** Resolves when every query issued so far has finished. */
+    settled: async () => {
+      await tail;
+    },
+    query<R extends Record<string, unknown>>(text: string, values?: unknown[]) {
+      const run = tail.then(() => client.query<R>(text, values));
+      // The chain survives a failed query; the caller sees the rejection through `run`.
+      tail = run.catch(() => undefined);
+      return run;
+    },
+  };
+}
+
 export async function getRow<T>(db: Queryable, table: string, key: string): Promise<T | undefined> {
   const { rows } = await db.query<{ value: T }>(`SELECT value FROM ${table} WHERE key = $1`, [encodeKey(key)]);
   return rows[0]?.value;
