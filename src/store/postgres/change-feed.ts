@@ -171,6 +171,8 @@ export interface NotifierOptions {
   channels: Map<string, (payload?: string) => void>;
   /** Safety-net poll interval. */
   pollMs: number;
+  /** false: no LISTEN connection, the poll alone. */
+  listen: boolean;
   onError: (err: Error) => void;
 }
 
@@ -193,7 +195,7 @@ export class Notifier {
 
   /** Connects and LISTENs; rejects if the first connection fails. */
   async start(): Promise<void> {
-    await this.connect();
+    if (this.opts.listen) await this.connect();
   }
 
   /** Whether the LISTEN connection is up. */

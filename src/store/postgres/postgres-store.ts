@@ -48,6 +48,12 @@ export interface PostgresStoreConfig {
   /** Safety-net poll of the change log and audit feed, in ms. Default 1000. */
   pollMs?: number;
   /**
+   * LISTEN for commit notifications (wake-ups within milliseconds). Default true. Set false behind
+   * a pooler that cannot hold LISTEN (PgBouncer in transaction mode): replicas then hear of each
+   * other's commits by the poll alone, within `pollMs`. A replica's own commits are seen at once either way.
+   */
+  listen?: boolean;
+  /**
    * Faults that do not fail a call: an idle connection lost, the LISTEN connection lost and
    * retried, a feed that fell behind the retained log. Default: ignored. Never given secrets.
    */
@@ -110,6 +116,7 @@ export async function openPostgresStore(config: PostgresStoreConfig): Promise<St
         [audit.channel, (p) => audit.feed.notified(Number(p))],
       ]),
       pollMs: config.pollMs ?? 1000,
+      listen: config.listen ?? true,
       onError,
     });
     await notifier.start();
