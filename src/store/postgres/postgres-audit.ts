@@ -247,37 +247,39 @@ export class PostgresAuditStore implements AuditStore {
 
   async query(filter: AuditFilter, cursor: string, limit: number): Promise<AuditPage> {
     const max = Math.max(1, Math.floor(limit) || 1);
-    const sql = new FilterSql(filter);
-    if (cursor !== '') sql.bound('audit_id <', decodeCursor(cursor));
-    const budget = this.scanBudget;
-    const { rows } = await this.exec<{ rn: string; audit_id: string; record: Buffer | null; k: string; n: string }>(
-      'querying audit records',
-      // The scan examines at most `budget` candidates (the driving filter and bounds), newest first;
-      // it stops at the limit-th match. A cursor is returned when candidates remain past that point.
-      `WITH s AS (
-         SELECT audit_id, t, m, row_number() OVER w AS rn, count(*) FILTER (WHERE m) OVER w AS mc
-         FROM (SELECT audit_id, t, (${sql.residual()}) AS m FROM act_audit WHERE ${sql.where()}
-               ORDER BY audit_id DESC LIMIT ${budget + 1}) i
-         WINDOW w AS (ORDER BY audit_id DESC ROWS UNBOUNDED PRECEDING)
-       ), cut AS (
-         SELECT coalesce(min(rn) FILTER (WHERE m AND mc = ${max}), ${budget}) AS k, max(rn) AS n FROM s
-       )
-       SELECT s.rn, s.audit_id, a.record, cut.k, cut.n FROM s CROSS JOIN cut
-       LEFT JOIN act_audit a ON s.m AND s.rn <= cut.k AND a.audit_id = s.audit_id AND a.t = s.t
-       WHERE (s.m AND s.rn <= cut.k) OR s.rn = cut.k
-       ORDER BY s.rn`,
-      sql.params,
-    );
+    let high = cursor === '' ? undefined : decodeCursor(cursor);
     const records: AuditRecord[] = [];
-    let nextCursor = '';
-    for (const row of rows) {
-      if (row.record) {
-        const rec = AuditRecordCodec.decode(row.record);
-        if (matchesFilter(rec, filter)) records.push(rec);
+    let examined = 0;
+    let lastId = '';
+    // Newest first, in growing chunks of candidates (rows that pass the driving filter and the
+    // bounds): at most `scanBudget` are examined per call, as on LMDB, and a page whose filters all
+    // have an index column costs about one chunk of `limit` rows.
+    return this.orderedScan('querying audit records', async (client) => {
+      for (let chunk = max + 1; ; chunk *= 4) {
+        const sql = new FilterSql(filter);
+        if (high !== undefined) sql.bound('audit_id <', high);
+        const want = Math.min(chunk, this.scanBudget - examined + 1);
+        const { rows } = await client.query<{ audit_id: string; record: Buffer | null }>(
+          `SELECT audit_id, CASE WHEN ${sql.residual()} THEN record END AS record FROM act_audit
+           WHERE ${sql.where()} ORDER BY audit_id DESC LIMIT ${want}`,
+          sql.params,
+        );
+        for (const row of rows) {
+          // There is another candidate: stop here if the page is full or the budget spent.
+          if (records.length >= max || examined >= this.scanBudget) {
+            return { records, nextCursor: encodeCursor(lastId) };
+          }
+          examined++;
+          lastId = row.audit_id;
+          if (row.record) {
+            const rec = AuditRecordCodec.decode(row.record);
+            if (matchesFilter(rec, filter)) records.push(rec);
+          }
+        }
+        if (rows.length < want) return { records, nextCursor: '' };
+        high = lastId;
       }
-      if (row.rn === row.k && Number(row.n) > Number(row.k)) nextCursor = encodeCursor(row.audit_id);
-    }
-    return { records, nextCursor };
+    });
   }
 
   async *export(filter: AuditFilter): AsyncGenerator<AuditRecord> {
@@ -285,18 +287,46 @@ export class PostgresAuditStore implements AuditStore {
     for (;;) {
       const sql = new FilterSql(filter);
       if (after !== undefined) sql.bound('audit_id >', after);
-      const where = [sql.where(), sql.residual()].join(' AND ');
-      const { rows } = await this.exec<{ audit_id: string; record: Buffer }>(
-        'exporting audit records',
-        `SELECT audit_id, record FROM act_audit WHERE ${where} ORDER BY audit_id ASC LIMIT ${EXPORT_CHUNK}`,
-        sql.params,
-      );
+      // One short transaction per chunk: nothing stays open while the consumer is slow.
+      const rows = await this.orderedScan('exporting audit records', async (client) => {
+        const where = [sql.where(), sql.residual()].join(' AND ');
+        const res = await client.query<{ audit_id: string; record: Buffer }>(
+          `SELECT audit_id, record FROM act_audit WHERE ${where} ORDER BY audit_id ASC LIMIT ${EXPORT_CHUNK}`,
+          sql.params,
+        );
+        return res.rows;
+      });
       for (const row of rows) {
         const rec = AuditRecordCodec.decode(row.record);
         if (matchesFilter(rec, filter)) yield rec;
       }
       if (rows.length < EXPORT_CHUNK) return;
       after = rows[rows.length - 1]!.audit_id;
+    }
+  }
+
+  /**
+   * Runs keyset scans (ORDER BY audit_id … LIMIT n) in one read-only snapshot with bitmap scans and
+   * sorts off: the only plans left walk an index in id order and stop at the limit. With partition
+   * statistics that lag a bulk load, the planner otherwise reads every row of the filter and sorts
+   * them (measured: 157 ms instead of 1 ms for one page over 300k records).
+   */
+  private async orderedScan<R>(doing: string, fn: (client: pg.PoolClient) => Promise<R>): Promise<R> {
+    const client = await this.connect(doing);
+    let broken: unknown;
+    try {
+      await client.query(
+        'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off',
+      );
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      if (isConnectionError(err)) broken = err;
+      else await client.query('ROLLBACK').catch((e: unknown) => (broken = e));
+      throw storeError(err, doing);
+    } finally {
+      client.release(broken !== undefined);
     }
   }
 
