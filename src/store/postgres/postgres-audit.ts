@@ -146,8 +146,8 @@ export class PostgresAuditStore implements AuditStore {
         const top = tops.get(source);
         if (!top || isAfter(p.r, top.r)) tops.set(source, p);
       }
-      await upsertHeads(client, [...tops].map(([source, p]) => headRow(source, p)), true);
-      const seq = await bumpState(client, fresh, this.channel);
+      const heads = [...tops].map(([source, p]) => headRow(source, p));
+      const seq = await finishStore(client, heads, true, fresh, this.channel);
       return { fresh: fresh.map((p) => p.r), seq };
     });
     if (seq > 0) await this.feed.offer(seq, fresh);
@@ -163,16 +163,13 @@ export class PostgresAuditStore implements AuditStore {
     await this.ensurePartitions(ms);
     const { plan, seq } = await this.transaction(sourcesOf(records), async (client) => {
       const sources = [...new Set(records.map((r) => cleanText(String(r.source ?? ''))))];
-      const heads = await client.query<{ source: string; audit_id: string; seq: string; hash: string }>(
-        'SELECT source, audit_id, seq, hash FROM act_audit_heads WHERE source = ANY($1)',
-        [sources],
+      const { heads: headBySource, stored } = await headsAndStored(
+        client,
+        sources,
+        ids.map((id, i) => ({ id, ms: ms[i]! })),
       );
-      const headBySource = new Map<string, ChainHead>();
-      for (const h of heads.rows) headBySource.set(h.source, { audit_id: h.audit_id, seq: Number(h.seq), hash: h.hash });
       const storedHash = new Map<string, string>();
-      for (const [id, bytes] of await storedRecords(client, ids.map((id, i) => ({ id, ms: ms[i]! })))) {
-        storedHash.set(id, AuditRecordCodec.decode(bytes).hash);
-      }
+      for (const [id, bytes] of stored) storedHash.set(id, AuditRecordCodec.decode(bytes).hash);
       // Throws ChainViolation (the transaction rolls back, nothing is stored).
       const plan = planIngest(
         records,
@@ -183,12 +180,8 @@ export class PostgresAuditStore implements AuditStore {
       const batch = plan.insert.map(prepare);
       await copyRecords(client, batch);
       const byId = new Map(batch.map((p) => [p.r.audit_id, p]));
-      await upsertHeads(
-        client,
-        [...plan.heads].map(([source, h]) => headRow(source, byId.get(h.audit_id)!)),
-        false,
-      );
-      const seq = await bumpState(client, batch, this.channel);
+      const heads = [...plan.heads].map(([source, h]) => headRow(source, byId.get(h.audit_id)!));
+      const seq = await finishStore(client, heads, false, batch, this.channel);
       return { plan, seq };
     });
     if (seq > 0) await this.feed.offer(seq, plan.insert);
@@ -413,11 +406,10 @@ export class PostgresAuditStore implements AuditStore {
       const client = await this.connect('storing audit records');
       let broken: unknown;
       try {
-        await client.query('BEGIN');
-        await client.query('SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k', [
-          LockSpace.auditSource,
-          locks,
-        ]);
+        // One round trip: BEGIN and the locks (integers we computed, safe to inline), in key order.
+        await client.query(
+          `BEGIN; SELECT pg_advisory_xact_lock(${LockSpace.auditSource}, k) FROM unnest(ARRAY[${locks.join(',')}]::int4[]) AS k`,
+        );
         const result = await body(client);
         await client.query('COMMIT');
         return result;
@@ -513,22 +505,57 @@ async function recordsByIds(
   ms: (number | null)[],
 ): Promise<Map<string, Buffer>> {
   if (ids.length === 0) return new Map();
-  let lo: number | null = Infinity;
-  let hi: number | null = -Infinity;
-  for (const m of ms) {
-    if (m === null) lo = null;
-    else {
-      if (lo !== null && m < lo) lo = m;
-      if (m > hi!) hi = m;
-    }
-  }
-  if (hi === -Infinity) hi = null; // every id is timeless: only −infinity
+  const [lo, hi] = timeSpan(ms);
   const { rows } = await db.query<{ audit_id: string; record: Buffer }>(
     `SELECT audit_id, record FROM act_audit
      WHERE audit_id = ANY($1::text[]) AND t >= act_audit_t($2) AND t <= act_audit_t($3)`,
     [ids, lo, hi],
   );
   return new Map(rows.map((r) => [r.audit_id, r.record]));
+}
+
+/** The heads of `sources` and the stored records among `batch`'s ids, in one statement. */
+async function headsAndStored(
+  client: pg.PoolClient,
+  sources: string[],
+  batch: readonly { id: string; ms: number | null }[],
+): Promise<{ heads: Map<string, ChainHead>; stored: Map<string, Buffer> }> {
+  const [lo, hi] = timeSpan(batch.map((b) => b.ms));
+  const { rows } = await client.query<{
+    source: string | null;
+    audit_id: string;
+    seq: string | null;
+    hash: string | null;
+    record: Buffer | null;
+  }>(
+    `SELECT source, audit_id, seq, hash, NULL::bytea AS record FROM act_audit_heads WHERE source = ANY($1)
+     UNION ALL
+     SELECT NULL, audit_id, NULL, NULL, record FROM act_audit
+     WHERE audit_id = ANY($2::text[]) AND t >= act_audit_t($3) AND t <= act_audit_t($4)`,
+    [sources, batch.map((b) => cleanText(b.id)), lo, hi],
+  );
+  const heads = new Map<string, ChainHead>();
+  const stored = new Map<string, Buffer>();
+  for (const r of rows) {
+    if (r.record) stored.set(r.audit_id, r.record);
+    else heads.set(r.source!, { audit_id: r.audit_id, seq: Number(r.seq), hash: r.hash! });
+  }
+  return { heads, stored };
+}
+
+/** The partition-time span of a set of ids, for pruning: [lowest, highest] (null = −infinity). */
+function timeSpan(ms: (number | null)[]): [number | null, number | null] {
+  let lo: number | null = Infinity;
+  let hi = -Infinity;
+  for (const m of ms) {
+    if (m === null) lo = null;
+    else {
+      if (lo !== null && m < lo) lo = m;
+      if (m > hi) hi = m;
+    }
+  }
+  // Only timeless ids: −infinity alone.
+  return [lo === Infinity ? null : lo, hi === -Infinity ? null : hi];
 }
 
 /** COPYs new records in; an id stored meanwhile (primary key violation) means: run the transaction again. */
@@ -557,41 +584,45 @@ function headRow(source: string, p: Prepared): HeadRow {
   return { source, audit_id: p.r.audit_id, ms: p.ms, seq: Number.isSafeInteger(p.r.seq) ? p.r.seq : 0, hash: cleanText(String(p.r.hash ?? '')) };
 }
 
-/** Writes heads; `onlyForward`: only where the new head comes after the stored one (append). */
-async function upsertHeads(client: pg.PoolClient, heads: HeadRow[], onlyForward: boolean): Promise<void> {
-  await client.query(
-    `INSERT INTO act_audit_heads (source, audit_id, t, seq, hash)
-     SELECT u.source, u.id, act_audit_t(u.ms), u.seq, u.hash
-     FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[]) AS u(source, id, ms, seq, hash)
-     ON CONFLICT (source) DO UPDATE
-       SET audit_id = EXCLUDED.audit_id, t = EXCLUDED.t, seq = EXCLUDED.seq, hash = EXCLUDED.hash
-     ${
-       onlyForward
-         ? `WHERE EXCLUDED.seq > act_audit_heads.seq
-              OR (EXCLUDED.seq = act_audit_heads.seq AND EXCLUDED.audit_id > act_audit_heads.audit_id)`
-         : ''
-     }`,
+/**
+ * The end of a storing transaction, in one statement: the chain heads (`onlyForward`: only where the
+ * new head comes after the stored one, for append), then the count and the feed entry. The state
+ * row's lock is taken here, last, and held only to the commit. Returns the feed sequence number.
+ */
+async function finishStore(
+  client: pg.PoolClient,
+  heads: HeadRow[],
+  onlyForward: boolean,
+  stored: Prepared[],
+  channel: string,
+): Promise<number> {
+  const forward = onlyForward
+    ? `WHERE EXCLUDED.seq > act_audit_heads.seq
+         OR (EXCLUDED.seq = act_audit_heads.seq AND EXCLUDED.audit_id > act_audit_heads.audit_id)`
+    : '';
+  const { rows } = await client.query<{ seq: string }>(
+    `WITH h AS (
+       INSERT INTO act_audit_heads (source, audit_id, t, seq, hash)
+       SELECT u.source, u.id, act_audit_t(u.ms), u.seq, u.hash
+       FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[]) AS u(source, id, ms, seq, hash)
+       ON CONFLICT (source) DO UPDATE
+         SET audit_id = EXCLUDED.audit_id, t = EXCLUDED.t, seq = EXCLUDED.seq, hash = EXCLUDED.hash
+       ${forward}
+     ),
+     st AS (UPDATE act_audit_state SET seq = seq + 1, count = count + $6 WHERE id = 1 RETURNING seq),
+     fd AS (INSERT INTO act_audit_feed (seq, audit_ids, ms) SELECT seq, $7::text[], $8::int8[] FROM st),
+     tr AS (DELETE FROM act_audit_feed WHERE seq = (SELECT seq FROM st) - ${FEED_KEEP})
+     SELECT seq, pg_notify('${channel}', seq::text) FROM st`,
     [
       heads.map((h) => h.source),
       heads.map((h) => h.audit_id),
       heads.map((h) => h.ms),
       heads.map((h) => h.seq),
       heads.map((h) => h.hash),
+      stored.length,
+      stored.map((p) => p.r.audit_id),
+      stored.map((p) => p.ms),
     ],
-  );
-}
-
-/**
- * Counts the stored records and adds the feed entry, last in the transaction: the state row's lock
- * is held only from here to the commit. Returns the feed sequence number.
- */
-async function bumpState(client: pg.PoolClient, stored: Prepared[], channel: string): Promise<number> {
-  const { rows } = await client.query<{ seq: string }>(
-    `WITH st AS (UPDATE act_audit_state SET seq = seq + 1, count = count + $1 WHERE id = 1 RETURNING seq),
-          fd AS (INSERT INTO act_audit_feed (seq, audit_ids, ms) SELECT seq, $2::text[], $3::int8[] FROM st),
-          tr AS (DELETE FROM act_audit_feed WHERE seq = (SELECT seq FROM st) - ${FEED_KEEP})
-     SELECT seq, pg_notify('${channel}', seq::text) FROM st`,
-    [stored.length, stored.map((p) => p.r.audit_id), stored.map((p) => p.ms)],
   );
   return Number(rows[0]!.seq);
 }
