@@ -62,7 +62,9 @@ interface Counter {
 function sealedBatches(c: Counter, sources: string[], batches: number, size: number): AuditRecord[][][] {
   return sources.map((source) => {
     const chain = new AuditChain(source, 0, '');
-    return Array.from({ length: batches }, () => Array.from({ length: size }, () => chain.seal(record(c.next++))));
+    return Array.from({ length: batches }, () =>
+      Array.from({ length: size }, () => chain.seal(record(c.next++))),
+    );
   });
 }
 
@@ -209,7 +211,8 @@ export function notes(r: Record<string, number>): string[] {
 if (require.main === module) {
   run({ quick: process.argv.includes('--quick') }).then(
     (r) => {
-      for (const [name, ops] of Object.entries(r)) console.log(`${name.padEnd(40)} ${ops.toLocaleString('en-US')} /s`);
+      for (const [name, ops] of Object.entries(r))
+        console.log(`${name.padEnd(40)} ${ops.toLocaleString('en-US')} /s`);
       for (const line of notes(r)) console.log(line);
     },
     (e: unknown) => {

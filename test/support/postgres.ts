@@ -202,7 +202,9 @@ class ClusterImpl implements PostgresCluster {
     try {
       await this.run('pg_ctl', ['-D', this.data, '-l', this.log, '-w', '-t', '60', '-o', opts, 'start']);
     } catch (err) {
-      throw new Error(`PostgreSQL did not start: ${(err as Error).message}\n${this.logTail()}`, { cause: err });
+      throw new Error(`PostgreSQL did not start: ${(err as Error).message}\n${this.logTail()}`, {
+        cause: err,
+      });
     }
     this.running = true;
   }

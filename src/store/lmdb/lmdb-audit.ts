@@ -12,7 +12,13 @@
  * - `audit_count` in the shared meta db.
  */
 import type { Database, RootDatabase } from 'lmdb';
-import { auditIdAt, checkAuditKeys, decodeCursor, encodeCursor, matchesFilter as matches } from '../audit-common';
+import {
+  auditIdAt,
+  checkAuditKeys,
+  decodeCursor,
+  encodeCursor,
+  matchesFilter as matches,
+} from '../audit-common';
 import { planIngest, type ChainHead } from '../chain-ingest';
 import type { AuditFilter, AuditPage, AuditRecord, AuditStore, IngestResult } from '../types';
 import { compareKeys, prefixEnd } from './key-range';

@@ -240,7 +240,8 @@ export class Notifier {
       client.removeAllListeners('notification');
       // The socket is gone or broken; end() only frees it.
       void client.end().catch(() => undefined);
-      if (err) this.opts.onError(new Error(`change feed: LISTEN connection lost: ${err.message}`, { cause: err }));
+      if (err)
+        this.opts.onError(new Error(`change feed: LISTEN connection lost: ${err.message}`, { cause: err }));
       this.scheduleReconnect();
     };
     client.on('error', (err) => drop(err));
@@ -273,7 +274,9 @@ export class Notifier {
       if (this.closed) return;
       this.connect().catch((err: unknown) => {
         // doConnect's drop() has scheduled the next attempt already.
-        this.opts.onError(new Error(`change feed: reconnect failed: ${(err as Error).message}`, { cause: err }));
+        this.opts.onError(
+          new Error(`change feed: reconnect failed: ${(err as Error).message}`, { cause: err }),
+        );
       });
     }, delay);
     this.reconnectTimer.unref();

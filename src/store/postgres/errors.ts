@@ -4,7 +4,15 @@
  */
 import { ActError } from '../../common/errors';
 
-const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
+const NET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+]);
 // SQLSTATE 08xxx: connection exceptions; 57P01-03: the server is shutting down or starting.
 const SERVER_GONE = new Set(['57P01', '57P02', '57P03']);
 

@@ -38,7 +38,7 @@ export function decodeKey(bytes: Buffer): string {
   }
   if (!has) return bytes.toString('utf8');
   let out = '';
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const b = bytes[i]!;
     let c: number;
     if (b < 0x80) {

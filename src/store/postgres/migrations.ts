@@ -19,8 +19,7 @@ export const TABLES = ['agents', 'policies', 'tokens', 'keys', 'approvals', 'api
 /** The operational tables (kept in step with types.ts OpsTable). */
 export const OPS_TABLES = ['budgets', 'sidecars', 'outbox'] as const;
 
-const keyValueTable = (name: string) =>
-  `CREATE TABLE ${name} (key bytea PRIMARY KEY, value json NOT NULL);`;
+const keyValueTable = (name: string) => `CREATE TABLE ${name} (key bytea PRIMARY KEY, value json NOT NULL);`;
 
 /**
  * Values are `json`, not `jsonb`: `json` keeps the text exactly (key order, and strings holding NUL
@@ -113,7 +112,10 @@ export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial sc
  * Applies the migrations `pool`'s database lacks. Returns the versions applied by this call.
  * @throws if the database holds a version this build does not know (a newer build migrated it)
  */
-export async function migrate(pool: pg.Pool, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+export async function migrate(
+  pool: pg.Pool,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<number[]> {
   const client = await pool.connect();
   let broken = false;
   try {
@@ -147,7 +149,9 @@ export async function migrate(pool: pg.Pool, migrations: readonly Migration[] = 
           await client.query('COMMIT');
         } catch (err) {
           await client.query('ROLLBACK').catch(() => undefined);
-          throw new Error(`migration ${m.version} (${m.name}) failed: ${(err as Error).message}`, { cause: err });
+          throw new Error(`migration ${m.version} (${m.name}) failed: ${(err as Error).message}`, {
+            cause: err,
+          });
         }
         applied.push(m.version);
       }

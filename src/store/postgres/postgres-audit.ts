@@ -461,7 +461,9 @@ function sourcesOf(records: AuditRecord[]): string[] {
 
 /** Whether `a` comes after `b` in a source's chain: higher seq, or the same seq and a later id. */
 function isAfter(a: AuditRecord, b: AuditRecord): boolean {
-  return a.seq > b.seq || (a.seq === b.seq && Buffer.compare(Buffer.from(a.audit_id), Buffer.from(b.audit_id)) > 0);
+  return (
+    a.seq > b.seq || (a.seq === b.seq && Buffer.compare(Buffer.from(a.audit_id), Buffer.from(b.audit_id)) > 0)
+  );
 }
 
 function prepare(r: AuditRecord): Prepared {
@@ -492,7 +494,11 @@ async function storedRecords(
   batch: readonly ({ id: string; ms: number | null } | Prepared)[],
 ): Promise<Map<string, Buffer>> {
   const ids = batch.map((b) => cleanText('r' in b ? b.r.audit_id : b.id));
-  return recordsByIds(client, ids, batch.map((b) => b.ms));
+  return recordsByIds(
+    client,
+    ids,
+    batch.map((b) => b.ms),
+  );
 }
 
 /**
@@ -581,7 +587,13 @@ interface HeadRow {
 }
 
 function headRow(source: string, p: Prepared): HeadRow {
-  return { source, audit_id: p.r.audit_id, ms: p.ms, seq: Number.isSafeInteger(p.r.seq) ? p.r.seq : 0, hash: cleanText(String(p.r.hash ?? '')) };
+  return {
+    source,
+    audit_id: p.r.audit_id,
+    ms: p.ms,
+    seq: Number.isSafeInteger(p.r.seq) ? p.r.seq : 0,
+    hash: cleanText(String(p.r.hash ?? '')),
+  };
 }
 
 /**

@@ -202,7 +202,9 @@ class PostgresStore implements Store {
         get: async <T>(table: TableName, key: string) => getRow<T>(db, tableName(table), key),
         scan: async <T>(table: TableName, opts: ScanOptions) => scanRows<T>(db, tableName(table), opts),
         revision: async () => {
-          const { rows } = await db.query<{ revision: string }>('SELECT revision FROM act_revision WHERE id = 1');
+          const { rows } = await db.query<{ revision: string }>(
+            'SELECT revision FROM act_revision WHERE id = 1',
+          );
           return Number(rows[0]!.revision);
         },
       };
@@ -472,7 +474,9 @@ class WriteTx {
       for (const [key, v] of m) {
         const k = encodeKey(key);
         if (k.length > MAX_KEY_BYTES)
-          throw new Error(`Key size is larger than the maximum key size (${MAX_KEY_BYTES}): ${k.length} bytes`);
+          throw new Error(
+            `Key size is larger than the maximum key size (${MAX_KEY_BYTES}): ${k.length} bytes`,
+          );
         if (v === DELETED) delKeys.push(k);
         else {
           putKeys.push(k);

@@ -4,7 +4,10 @@ import { decodeKey, encodeKey, prefixUpperBound } from './keys';
 
 /** Something that runs a query: a pool or a checked-out client. */
 export interface Queryable {
-  query<R extends Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }>;
+  query<R extends Record<string, unknown>>(
+    text: string,
+    values?: unknown[],
+  ): Promise<{ rows: R[]; rowCount: number | null }>;
 }
 
 /**
@@ -28,7 +31,9 @@ export function serialized(client: Queryable): Queryable & { settled(): Promise<
 }
 
 export async function getRow<T>(db: Queryable, table: string, key: string): Promise<T | undefined> {
-  const { rows } = await db.query<{ value: T }>(`SELECT value FROM ${table} WHERE key = $1`, [encodeKey(key)]);
+  const { rows } = await db.query<{ value: T }>(`SELECT value FROM ${table} WHERE key = $1`, [
+    encodeKey(key),
+  ]);
   return rows[0]?.value;
 }
 

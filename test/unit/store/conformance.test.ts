@@ -9,7 +9,13 @@ import { AuditChain, verifyChain } from '../../../src/audit/chain';
 import { newSortableId, sortableIdTime } from '../../../src/common/ids';
 import { AuditRecord as AuditCodec } from '../../../src/gen/act/v1/admin';
 import { DecisionDetails } from '../../../src/gen/act/v1/decision';
-import { ChainViolation, type Change, type CommitEvent, type Store, type StoreWriter } from '../../../src/store';
+import {
+  ChainViolation,
+  type Change,
+  type CommitEvent,
+  type Store,
+  type StoreWriter,
+} from '../../../src/store';
 import { auditIdAt } from '../../../src/store/audit-common';
 import { compareKeys } from '../../../src/store/lmdb/key-range';
 import { auditRec, ENGINES, eventually, T0, useStores } from './store-engines';
@@ -18,7 +24,8 @@ type AuditStoreQuery = Store['audit']['query'];
 type AuditRecord = ReturnType<typeof auditRec>;
 
 /** A record as protobuf sees it (what every engine must return, field for field). */
-const canon = (r: AuditRecord | undefined) => (r === undefined ? undefined : AuditCodec.decode(AuditCodec.encode(r).finish()));
+const canon = (r: AuditRecord | undefined) =>
+  r === undefined ? undefined : AuditCodec.decode(AuditCodec.encode(r).finish());
 const canonAll = (rs: AuditRecord[]) => rs.map((r) => canon(r));
 
 const agentChange = (id: string): Change => ({ kind: { $case: 'agent_deleted', value: id } });
@@ -60,7 +67,8 @@ for (const makeEngine of ENGINES) {
           assert.deepEqual(await r.get('agents', 'a2'), { id: 'a2' });
           assert.equal(await r.get('agents', 'zz'), undefined);
           assert.equal(await r.get('policies', 'a2'), undefined, 'tables are separate');
-          const keys = async (o: Parameters<typeof r.scan>[1]) => (await r.scan('agents', o)).map((x) => x.key);
+          const keys = async (o: Parameters<typeof r.scan>[1]) =>
+            (await r.scan('agents', o)).map((x) => x.key);
           assert.deepEqual(await keys({ limit: 100 }), ['a1', 'a2', 'a3', 'b1', 'b2', 'c1']);
           assert.deepEqual(await keys({ prefix: 'b', limit: 100 }), ['b1', 'b2']);
           assert.deepEqual(await keys({ prefix: 'a', after: 'a1', limit: 100 }), ['a2', 'a3']);
@@ -69,7 +77,11 @@ for (const makeEngine of ENGINES) {
           assert.deepEqual(await keys({ prefix: 'a', reverse: true, limit: 100 }), ['a3', 'a2', 'a1']);
           assert.deepEqual(await keys({ prefix: 'a', reverse: true, after: 'a3', limit: 1 }), ['a2']);
           assert.deepEqual(await keys({ prefix: 'b', after: 'b2', limit: 100 }), []);
-          assert.deepEqual(await keys({ prefix: 'a', after: 'zz', reverse: true, limit: 100 }), ['a3', 'a2', 'a1']);
+          assert.deepEqual(await keys({ prefix: 'a', after: 'zz', reverse: true, limit: 100 }), [
+            'a3',
+            'a2',
+            'a1',
+          ]);
           assert.deepEqual(await keys({ prefix: 'a', after: '0', limit: 100 }), ['a1', 'a2', 'a3']);
           assert.deepEqual(await keys({ limit: 0 }), []);
         });
@@ -78,12 +90,35 @@ for (const makeEngine of ENGINES) {
       it('orders keys by code point (UTF-8 bytes), astral and non-ASCII included, in every scan', async () => {
         const { s: t } = await fresh();
         // JS `<` (UTF-16 units) puts U+FF5E after U+1F600's surrogates; code point order does not.
-        const keys = ['z', 'a', 'A', 'é', 'e\u0301', '\u00ff', 'Ā', '\u0800', '\ufb01', '\uff5e', '\u{1f600}', '\u{1f600}x', '\u{10ffff}', 'é1', 'é\u{1f600}', '\u{20000}', 'ab', 'a b'];
+        const keys = [
+          'z',
+          'a',
+          'A',
+          'é',
+          'e\u0301',
+          '\u00ff',
+          'Ā',
+          '\u0800',
+          '\ufb01',
+          '\uff5e',
+          '\u{1f600}',
+          '\u{1f600}x',
+          '\u{10ffff}',
+          'é1',
+          'é\u{1f600}',
+          '\u{20000}',
+          'ab',
+          'a b',
+        ];
         await t.write(async (w) => {
           for (const k of keys) w.put('index', k, k);
         });
         const byCodePoint = [...keys].sort(compareKeys);
-        assert.notDeepEqual(byCodePoint, [...keys].sort(), 'the keys tell code point order from UTF-16 order');
+        assert.notDeepEqual(
+          byCodePoint,
+          [...keys].sort(),
+          'the keys tell code point order from UTF-16 order',
+        );
         const scanned = async (o: Parameters<StoreWriter['scan']>[1]) =>
           (await t.read((r) => r.scan<string>('index', o))).map((row) => {
             assert.equal(row.value, row.key);
@@ -91,7 +126,10 @@ for (const makeEngine of ENGINES) {
           });
         assert.deepEqual(await scanned({ limit: 100 }), byCodePoint);
         assert.deepEqual(await scanned({ limit: 100, reverse: true }), [...byCodePoint].reverse());
-        assert.deepEqual(await scanned({ prefix: 'é', limit: 100 }), byCodePoint.filter((k) => k.startsWith('é')));
+        assert.deepEqual(
+          await scanned({ prefix: 'é', limit: 100 }),
+          byCodePoint.filter((k) => k.startsWith('é')),
+        );
         assert.deepEqual(await scanned({ prefix: '\u{1f600}', limit: 100 }), ['\u{1f600}', '\u{1f600}x']);
         const mid = '\uff5e';
         assert.deepEqual(
@@ -100,7 +138,10 @@ for (const makeEngine of ENGINES) {
         );
         assert.deepEqual(
           await scanned({ after: '\u{1f600}', reverse: true, limit: 3 }),
-          byCodePoint.filter((k) => compareKeys(k, '\u{1f600}') < 0).reverse().slice(0, 3),
+          byCodePoint
+            .filter((k) => compareKeys(k, '\u{1f600}') < 0)
+            .reverse()
+            .slice(0, 3),
         );
         // Paging with `after` visits every key once, in order.
         const paged: string[] = [];
@@ -119,7 +160,10 @@ for (const makeEngine of ENGINES) {
           w.del('index', 'é');
           return (await w.scan('index', { limit: 100 })).map((r) => r.key);
         });
-        assert.deepEqual(result, [...byCodePoint.filter((k) => k !== 'é'), '\uffff', '\u{10000}'].sort(compareKeys));
+        assert.deepEqual(
+          result,
+          [...byCodePoint.filter((k) => k !== 'é'), '\uffff', '\u{10000}'].sort(compareKeys),
+        );
       });
 
       it('round-trips keys holding NUL and lone surrogates, and JSON values exactly', async () => {
@@ -189,7 +233,8 @@ for (const makeEngine of ENGINES) {
           w.del('agents', 'b1');
           w.put('agents', 'z9', { id: 'z9' });
           w.del('agents', 'z9');
-          const keys = async (o: Parameters<typeof w.scan>[1]) => (await w.scan('agents', o)).map((x) => x.key);
+          const keys = async (o: Parameters<typeof w.scan>[1]) =>
+            (await w.scan('agents', o)).map((x) => x.key);
           const got = {
             a2: await w.get('agents', 'a2'),
             a3: await w.get('agents', 'a3'),
@@ -424,7 +469,10 @@ for (const makeEngine of ENGINES) {
         assert.match(id, /\S{16,}/);
         await s.close();
         await s.close(); // idempotent
-        await assert.rejects(s.write(async (w) => w.emit(agentChange('late'))), /closed/);
+        await assert.rejects(
+          s.write(async (w) => w.emit(agentChange('late'))),
+          /closed/,
+        );
 
         const again = await stores.open(location);
         assert.equal(again.storeId, id);
@@ -541,10 +589,15 @@ for (const makeEngine of ENGINES) {
           );
           stop = true;
           await follow;
-          assert.deepEqual(followed, Array.from({ length: total }, (_, i) => i + 1));
+          assert.deepEqual(
+            followed,
+            Array.from({ length: total }, (_, i) => i + 1),
+          );
           const log = (await follower.changesSince(0, total + 10)) as { changes: Change[] }[];
           const names = log.map((e) => (e.changes[0]!.kind as { value: string }).value).sort();
-          const expected = writers.flatMap((_, k) => Array.from({ length: perWriter }, (__, i) => `w${k}_${i}`)).sort();
+          const expected = writers
+            .flatMap((_, k) => Array.from({ length: perWriter }, (__, i) => `w${k}_${i}`))
+            .sort();
           assert.deepEqual(names, expected, 'every commit logged once');
         });
 
@@ -635,7 +688,10 @@ for (const makeEngine of ENGINES) {
         );
         assert.deepEqual(await s.ops.get('outbox', 'o1'), { v: 1 });
         // And keeps working.
-        await s.ops.update<{ v: number }, void>('outbox', 'o1', (c) => ({ value: { v: c!.v + 1 }, result: undefined }));
+        await s.ops.update<{ v: number }, void>('outbox', 'o1', (c) => ({
+          value: { v: c!.v + 1 },
+          result: undefined,
+        }));
         assert.deepEqual(await s.ops.get('outbox', 'o1'), { v: 2 });
       });
 
@@ -735,7 +791,10 @@ for (const makeEngine of ENGINES) {
         all.push(extra); // index 300; the queries below expect it
         assert.equal(await s.audit.count(), 301);
         assert.equal(await s.audit.append([]), 0);
-        assert.deepEqual(canonAll((await s.audit.query({ agent_id: 'agent_z' }, '', 10)).records), canonAll([extra]));
+        assert.deepEqual(
+          canonAll((await s.audit.query({ agent_id: 'agent_z' }, '', 10)).records),
+          canonAll([extra]),
+        );
       });
 
       it('refuses to append a record without a usable audit id or source, storing none of the batch', async () => {
@@ -836,7 +895,8 @@ for (const makeEngine of ENGINES) {
 
       it('exports oldest first with filters', async () => {
         const got: string[] = [];
-        for await (const r of s.audit.export({ agent_id: 'agent_c', sinceMs: T0 + 30_000 })) got.push(r.audit_id);
+        for await (const r of s.audit.export({ agent_id: 'agent_c', sinceMs: T0 + 30_000 }))
+          got.push(r.audit_id);
         assert.deepEqual(
           got,
           allStored()
@@ -899,9 +959,20 @@ for (const makeEngine of ENGINES) {
           action: 'a'.repeat(600) + '1',
           context: { 'k\u0000': 'v\u0000', astral: '\u{1f600}', nested: { '\u{1f600}': ['x\u0000'] } },
         };
-        const r1 = auditRec({ ms: T0 + 1, agent: odd.agent, token: odd.token, action: odd.action, context: odd.context });
+        const r1 = auditRec({
+          ms: T0 + 1,
+          agent: odd.agent,
+          token: odd.token,
+          action: odd.action,
+          context: odd.context,
+        });
         // Look-alikes: same text once NUL/lone surrogates are replaced, or the same first 600 characters.
-        const r2 = auditRec({ ms: T0 + 2, agent: 'agent\ufffdx', token: 'tok\ufffd\ufffd', action: 'a'.repeat(600) + '2' });
+        const r2 = auditRec({
+          ms: T0 + 2,
+          agent: 'agent\ufffdx',
+          token: 'tok\ufffd\ufffd',
+          action: 'a'.repeat(600) + '2',
+        });
         await st.audit.append([r1, r2]);
         const only = async (f: Parameters<AuditStoreQuery>[0]) =>
           (await st.audit.query(f, '', 10)).records.map((r) => r.audit_id);
@@ -923,9 +994,13 @@ for (const makeEngine of ENGINES) {
         for (let i = 0; i < 50; i++) {
           const r = auditRec({
             ms: T0 + i,
-            context: { z: i, a: 'first-key-last', list: [1, { x: null }], 'é': true, n: -1.25 },
+            context: { z: i, a: 'first-key-last', list: [1, { x: null }], é: true, n: -1.25 },
           });
-          r.details = DecisionDetails.fromPartial({ policy_id: 'policy_a', rule: `rule ${i}`, retry_after_ms: i });
+          r.details = DecisionDetails.fromPartial({
+            policy_id: 'policy_a',
+            rule: `rule ${i}`,
+            retry_after_ms: i,
+          });
           recs.push(c.seal(r));
         }
         const res = await st.audit.ingest(recs);
@@ -934,7 +1009,10 @@ for (const makeEngine of ENGINES) {
         for await (const r of st.audit.export({})) back.push(r);
         assert.deepEqual(verifyChain(back), []);
         for (const [i, r] of back.entries()) {
-          assert.deepEqual(Buffer.from(AuditCodec.encode(r).finish()), Buffer.from(AuditCodec.encode(recs[i]!).finish()));
+          assert.deepEqual(
+            Buffer.from(AuditCodec.encode(r).finish()),
+            Buffer.from(AuditCodec.encode(recs[i]!).finish()),
+          );
           assert.deepEqual(Object.keys(r.context!), ['z', 'a', 'list', 'é', 'n'], 'context key order kept');
         }
         const head = await st.audit.lastOfSource('sc_sealed');
@@ -1015,7 +1093,10 @@ for (const makeEngine of ENGINES) {
           const page = await st.audit.query({ agent_id: 'agent_1' }, '', 100);
           assert.deepEqual(
             page.records.map((r) => r.audit_id),
-            kept.filter((r) => r.agent_id === 'agent_1').map((r) => r.audit_id).reverse(),
+            kept
+              .filter((r) => r.agent_id === 'agent_1')
+              .map((r) => r.audit_id)
+              .reverse(),
           );
           assert.equal(await st.audit.prune(cut), 0, 'idempotent');
           assert.deepEqual(canon(await st.audit.lastOfSource('sc_p')), canon(recs[119]));
@@ -1055,7 +1136,12 @@ for (const makeEngine of ENGINES) {
           const seen: AuditRecord[][] = [];
           st.audit.onAppend((rs) => seen.push(rs));
           assert.deepEqual(await st.audit.ingest(recs), { stored: 0, duplicates: 5, gaps: 0, restarts: 0 });
-          assert.deepEqual(await st.audit.ingest(recs.slice(1, 3)), { stored: 0, duplicates: 2, gaps: 0, restarts: 0 });
+          assert.deepEqual(await st.audit.ingest(recs.slice(1, 3)), {
+            stored: 0,
+            duplicates: 2,
+            gaps: 0,
+            restarts: 0,
+          });
           assert.equal(await st.audit.count(), 5);
           assert.deepEqual(seen, []);
           // A batch of old and new: the old are duplicates, the new link on.
@@ -1098,7 +1184,10 @@ for (const makeEngine of ENGINES) {
           const recs = chain('sc_1', 4);
           await st.audit.ingest(recs);
           const c = new AuditChain('sc_1', 1, recs[0]!.hash); // replays seq 2 with a new id
-          await assert.rejects(st.audit.ingest([c.seal(auditRec({ ms: T0 + 77 }))]), /at or before the chain head/);
+          await assert.rejects(
+            st.audit.ingest([c.seal(auditRec({ ms: T0 + 77 }))]),
+            /at or before the chain head/,
+          );
           assert.equal(await st.audit.count(), 4);
         });
 
@@ -1126,7 +1215,10 @@ for (const makeEngine of ENGINES) {
           const good = chain('sc_1', 3);
           const other = chain('sc_2', 2);
           const broken = reseal({ ...good[2]!, prev_hash: 'cc'.repeat(32) });
-          await assert.rejects(st.audit.ingest([other[0]!, good[0]!, good[1]!, broken, other[1]!]), ChainViolation);
+          await assert.rejects(
+            st.audit.ingest([other[0]!, good[0]!, good[1]!, broken, other[1]!]),
+            ChainViolation,
+          );
           assert.equal(await st.audit.count(), 0);
           assert.equal(await st.audit.lastOfSource('sc_1'), undefined);
           assert.equal(await st.audit.lastOfSource('sc_2'), undefined);
@@ -1175,9 +1267,14 @@ for (const makeEngine of ENGINES) {
               const head = (await a.audit.lastOfSource('sc_fork'))!;
               const forks = [0, 1].map((k) => {
                 const c = new AuditChain('sc_fork', head.seq, head.hash);
-                return [0, 1, 2].map((i) => c.seal(auditRec({ ms: T0 + round * 100 + k * 10 + i, action: `fork${k}` })));
+                return [0, 1, 2].map((i) =>
+                  c.seal(auditRec({ ms: T0 + round * 100 + k * 10 + i, action: `fork${k}` })),
+                );
               });
-              const outcomes = await Promise.allSettled([a.audit.ingest(forks[0]!), b.audit.ingest(forks[1]!)]);
+              const outcomes = await Promise.allSettled([
+                a.audit.ingest(forks[0]!),
+                b.audit.ingest(forks[1]!),
+              ]);
               const ok = outcomes.filter((o) => o.status === 'fulfilled');
               assert.equal(ok.length, 1, `round ${round}: ${outcomes.map((o) => o.status).join(', ')}`);
               const failed = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
@@ -1199,7 +1296,11 @@ for (const makeEngine of ENGINES) {
               const batch = Array.from({ length: 20 }, (_, j) => c.seal(auditRec({ ms: T0 + i * 100 + j })));
               const [ra, rb] = await Promise.all([a.audit.ingest(batch), b.audit.ingest(batch)]);
               assert.equal(ra.stored + rb.stored, 20);
-              total = { a: total.a + ra.stored, b: total.b + rb.stored, dup: total.dup + ra.duplicates + rb.duplicates };
+              total = {
+                a: total.a + ra.stored,
+                b: total.b + rb.stored,
+                dup: total.dup + ra.duplicates + rb.duplicates,
+              };
             }
             assert.equal(total.a + total.b, 200);
             assert.equal(total.dup, 200);
@@ -1222,7 +1323,9 @@ for (const makeEngine of ENGINES) {
             all3.map(async (st, k) => {
               const c = new AuditChain(`sc_${k}`, 0, '');
               for (let i = 0; i < 10; i++) {
-                const batch = Array.from({ length: 5 }, (_, j) => c.seal(auditRec({ ms: T0 + k * 1000 + i * 10 + j })));
+                const batch = Array.from({ length: 5 }, (_, j) =>
+                  c.seal(auditRec({ ms: T0 + k * 1000 + i * 10 + j })),
+                );
                 expected.push(...batch.map((r) => r.audit_id));
                 if (i % 2 === 0) await st.audit.ingest(batch);
                 else await st.audit.append([...batch, ...batch.slice(0, 2)]);
@@ -1238,7 +1341,6 @@ for (const makeEngine of ENGINES) {
         });
       }
     });
-
   });
 }
 

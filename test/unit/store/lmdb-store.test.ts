@@ -16,7 +16,9 @@ describe('LMDB store (engine-specific)', () => {
 
   it('stores no part of an audit batch when LMDB rejects one record (an index key over its key size)', async () => {
     const { s } = await stores.fresh();
-    await assert.rejects(s.audit.append([auditRec({ ms: T0 }), auditRec({ ms: T0, agent: 'a'.repeat(3000) })]));
+    await assert.rejects(
+      s.audit.append([auditRec({ ms: T0 }), auditRec({ ms: T0, agent: 'a'.repeat(3000) })]),
+    );
     assert.equal(await s.audit.count(), 0);
     assert.deepEqual(await s.audit.query({}, '', 10), { records: [], nextCursor: '' });
     assert.equal(await s.audit.append([auditRec({ ms: T0 })]), 1);

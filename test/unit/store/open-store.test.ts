@@ -17,7 +17,10 @@ describe('openStore', () => {
       const s = await openStore({ dataDir: join(dir, `lmdb-${databaseUrl === undefined}`), databaseUrl });
       try {
         assert.equal(s.kind, 'lmdb');
-        assert.equal((await s.write(async (w) => w.emit({ kind: { $case: 'agent_deleted', value: 'a' } }))).revision, 1);
+        assert.equal(
+          (await s.write(async (w) => w.emit({ kind: { $case: 'agent_deleted', value: 'a' } }))).revision,
+          1,
+        );
       } finally {
         await s.close();
       }
@@ -25,10 +28,15 @@ describe('openStore', () => {
   });
 
   it('opens PostgreSQL when a database URL is set, passing the common options on', async () => {
-    const s = await openStore({ dataDir: join(dir, 'unused'), databaseUrl: await testDatabaseUrl(), changeLogRetention: 2 });
+    const s = await openStore({
+      dataDir: join(dir, 'unused'),
+      databaseUrl: await testDatabaseUrl(),
+      changeLogRetention: 2,
+    });
     try {
       assert.equal(s.kind, 'postgres');
-      for (let i = 0; i < 4; i++) await s.write(async (w) => w.emit({ kind: { $case: 'agent_deleted', value: `a${i}` } }));
+      for (let i = 0; i < 4; i++)
+        await s.write(async (w) => w.emit({ kind: { $case: 'agent_deleted', value: `a${i}` } }));
       assert.equal(await s.changesSince(1), 'too-old', 'retention 2 reached the driver');
       assert.equal((await s.changesSince(2)) !== 'too-old', true);
     } finally {

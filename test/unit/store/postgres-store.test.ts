@@ -12,7 +12,12 @@ import type { Change, CommitEvent, Store } from '../../../src/store';
 import { compareKeys } from '../../../src/store/lmdb/key-range';
 import { migrate, MIGRATIONS } from '../../../src/store/postgres/migrations';
 import { openPostgresStore, type PostgresStoreConfig } from '../../../src/store/postgres/postgres-store';
-import { sharedPostgresCluster, startPostgresCluster, testDatabaseUrl, type PostgresCluster } from '../../support/postgres';
+import {
+  sharedPostgresCluster,
+  startPostgresCluster,
+  testDatabaseUrl,
+  type PostgresCluster,
+} from '../../support/postgres';
 import { auditRec, eventually, T0 } from './store-engines';
 
 const agentChange = (id: string): Change => ({ kind: { $case: 'agent_deleted', value: id } });
@@ -44,7 +49,10 @@ describe('PostgreSQL store (engine-specific)', function () {
       const url = await testDatabaseUrl();
       const stores = await Promise.all(Array.from({ length: 6 }, () => opened({ databaseUrl: url })));
       assert.equal(new Set(stores.map((s) => s.storeId)).size, 1, 'one store id');
-      const rows = await sql<{ version: number }>(url, 'SELECT version FROM act_schema_migrations ORDER BY version');
+      const rows = await sql<{ version: number }>(
+        url,
+        'SELECT version FROM act_schema_migrations ORDER BY version',
+      );
       assert.deepEqual(
         rows.map((r) => r.version),
         MIGRATIONS.map((m) => m.version),
@@ -70,7 +78,11 @@ describe('PostgreSQL store (engine-specific)', function () {
       const pool = new pg.Pool({ connectionString: url });
       try {
         const good = { version: 1, name: 'one', sql: 'CREATE TABLE t1 (x int)' };
-        const bad = { version: 2, name: 'two', sql: 'CREATE TABLE t2 (x int); SELECT nope_no_such_function()' };
+        const bad = {
+          version: 2,
+          name: 'two',
+          sql: 'CREATE TABLE t2 (x int); SELECT nope_no_such_function()',
+        };
         await assert.rejects(migrate(pool, [good, bad]), /migration 2 \(two\) failed/);
         assert.deepEqual(
           (await pool.query('SELECT version FROM act_schema_migrations')).rows.map((r) => r.version),
@@ -86,11 +98,14 @@ describe('PostgreSQL store (engine-specific)', function () {
     it('fails to open with a clear UNAVAILABLE error when the server cannot be reached', async () => {
       const cluster = await sharedPostgresCluster();
       const url = cluster.url('postgres').replace(`:${cluster.port}/`, ':1/');
-      await assert.rejects(openPostgresStore({ databaseUrl: url, connectTimeoutMs: 2000 }), (err: unknown) => {
-        assert.ok(err instanceof ActError && err.code === 'UNAVAILABLE', String(err));
-        assert.match(err.message, /PostgreSQL store unavailable \(migrating\)/);
-        return true;
-      });
+      await assert.rejects(
+        openPostgresStore({ databaseUrl: url, connectTimeoutMs: 2000 }),
+        (err: unknown) => {
+          assert.ok(err instanceof ActError && err.code === 'UNAVAILABLE', String(err));
+          assert.match(err.message, /PostgreSQL store unavailable \(migrating\)/);
+          return true;
+        },
+      );
     });
   });
 
@@ -138,7 +153,10 @@ describe('PostgreSQL store (engine-specific)', function () {
     } finally {
       await reader.end();
     }
-    assert.deepEqual(seen, Array.from({ length: total }, (_, i) => i + 1));
+    assert.deepEqual(
+      seen,
+      Array.from({ length: total }, (_, i) => i + 1),
+    );
   });
 
   it('loses no commit when the LISTEN connection is cut: it reconnects and catches up', async () => {
@@ -164,7 +182,10 @@ describe('PostgreSQL store (engine-specific)', function () {
       seen.map((e) => e.revision),
       Array.from({ length: 15 }, (_, i) => i + 1),
     );
-    assert.ok(errors.some((e) => /LISTEN connection lost/.test(e.message)), 'the loss was reported');
+    assert.ok(
+      errors.some((e) => /LISTEN connection lost/.test(e.message)),
+      'the loss was reported',
+    );
   });
 
   it('delivers by polling alone when nothing is LISTENed (behind a pooler that cannot LISTEN)', async () => {
@@ -222,11 +243,20 @@ describe('PostgreSQL store (engine-specific)', function () {
         assert.match(err.message, /PostgreSQL store unavailable/);
         return true;
       };
-      await assert.rejects(a.write(async (w) => w.emit(agentChange('during'))), unavailable);
-      await assert.rejects(a.read((r) => r.get('agents', 'x')), unavailable);
+      await assert.rejects(
+        a.write(async (w) => w.emit(agentChange('during'))),
+        unavailable,
+      );
+      await assert.rejects(
+        a.read((r) => r.get('agents', 'x')),
+        unavailable,
+      );
       await assert.rejects(a.changesSince(0), unavailable);
       await assert.rejects(a.audit.append([auditRec({ ms: T0 })]), unavailable);
-      await assert.rejects(a.ops.update('budgets', 'k', () => ({ value: 1, result: 1 })), unavailable);
+      await assert.rejects(
+        a.ops.update('budgets', 'k', () => ({ value: 1, result: 1 })),
+        unavailable,
+      );
       assert.equal(await a.revision(), 1, 'nothing was committed');
 
       await cluster.startServer();
@@ -246,7 +276,10 @@ describe('PostgreSQL store (engine-specific)', function () {
       assert.deepEqual(seenB, [1, 2]);
       await eventually(() => auditB.length === 1, 'b to hear the audit record');
       assert.deepEqual(auditB, [rec.audit_id]);
-      assert.deepEqual(await b.changesSince(0).then((e) => (e as { revision: number }[]).map((x) => x.revision)), [1, 2]);
+      assert.deepEqual(
+        await b.changesSince(0).then((e) => (e as { revision: number }[]).map((x) => x.revision)),
+        [1, 2],
+      );
       assert.equal(await b.ops.update('budgets', 'k', () => ({ value: 1, result: 'ok' })), 'ok');
       assert.ok(errors.length > 0, 'the lost connections were reported to onError');
     });
@@ -288,7 +321,10 @@ describe('PostgreSQL store (engine-specific)', function () {
       // Both are found like any other.
       const all = await s.audit.query({}, '', 10);
       assert.equal(all.records.length, 5);
-      assert.equal((await s.audit.query({ sinceMs: now + 399 * day }, '', 10)).records[0]?.audit_id, recs[3]!.audit_id);
+      assert.equal(
+        (await s.audit.query({ sinceMs: now + 399 * day }, '', 10)).records[0]?.audit_id,
+        recs[3]!.audit_id,
+      );
       assert.equal(await s.audit.lastOfSource('sc_1').then((r) => r !== undefined), true);
     });
 
@@ -309,7 +345,8 @@ describe('PostgreSQL store (engine-specific)', function () {
       const [n1, n2] = await Promise.all([s.audit.prune(cut), b.audit.prune(cut)]);
       assert.equal(n1 + n2, expected);
       const after = await partitions(url);
-      for (const m of [0, 1, 2, 3]) assert.ok(!after.includes(month(Date.UTC(new Date(start).getUTCFullYear(), m, 15))));
+      for (const m of [0, 1, 2, 3])
+        assert.ok(!after.includes(month(Date.UTC(new Date(start).getUTCFullYear(), m, 15))));
       assert.ok(after.includes(month(cut)), 'the month of the cut stays, with its later records');
       assert.equal(await s.audit.count(), 200 - expected);
       assert.equal(await rowsIn(url, 'act_audit'), 200 - expected);
@@ -334,7 +371,10 @@ describe('PostgreSQL store (engine-specific)', function () {
       `CREATE DATABASE ${name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'`,
     );
     const url = cluster.url(name);
-    const order = await sql<{ x: string }>(url, "SELECT x FROM (VALUES ('a'), ('B'), ('\uff5e')) v(x) ORDER BY x");
+    const order = await sql<{ x: string }>(
+      url,
+      "SELECT x FROM (VALUES ('a'), ('B'), ('\uff5e')) v(x) ORDER BY x",
+    );
     assert.notDeepEqual(
       order.map((r) => r.x),
       ['B', 'a', '\uff5e'],
@@ -350,7 +390,12 @@ describe('PostgreSQL store (engine-specific)', function () {
       [...keys].sort(compareKeys),
     );
     // Audit ids that differ in case and punctuation only sort by code point too.
-    const ids = ['audit_0000000001AAAA', 'audit_0000000001aaaa', 'audit_0000000001-aaa', 'audit_0000000001_aaa'];
+    const ids = [
+      'audit_0000000001AAAA',
+      'audit_0000000001aaaa',
+      'audit_0000000001-aaa',
+      'audit_0000000001_aaa',
+    ];
     await s.audit.append(ids.map((audit_id) => ({ ...auditRec({ ms: T0 }), audit_id })));
     const got: string[] = [];
     for await (const r of s.audit.export({})) got.push(r.audit_id);
