@@ -110,11 +110,10 @@ export class PostgresOpsStore implements OpsStore {
       }
       let broken: unknown;
       try {
-        await client.query('BEGIN');
-        await client.query('SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k', [
-          LockSpace.opsRow,
-          locks,
-        ]);
+        // One round trip: BEGIN and the row locks (integers we computed, safe to inline), in key order.
+        await client.query(
+          `BEGIN; SELECT pg_advisory_xact_lock(${LockSpace.opsRow}, k) FROM unnest(ARRAY[${locks.join(',')}]::int4[]) AS k`,
+        );
         const result = await body(client);
         await client.query('COMMIT');
         return result;

@@ -247,12 +247,13 @@ class PostgresStore implements Store {
       let base: number;
       let oldest: number;
       try {
-        await client.query('BEGIN');
-        const { rows } = await client.query<{ revision: string; oldest: string }>(
-          'SELECT revision, oldest FROM act_revision WHERE id = 1 FOR UPDATE',
-        );
-        base = Number(rows[0]!.revision);
-        oldest = Number(rows[0]!.oldest);
+        // One round trip: BEGIN, then the revision row's lock, which serializes writers of every replica.
+        const results = (await client.query(
+          'BEGIN; SELECT revision, oldest FROM act_revision WHERE id = 1 FOR UPDATE',
+        )) as unknown as pg.QueryResult<{ revision: string; oldest: string }>[];
+        const row = results[1]!.rows[0]!;
+        base = Number(row.revision);
+        oldest = Number(row.oldest);
       } catch (err) {
         client.release(true);
         if (attempt === 0 && isConnectionError(err)) continue;
@@ -318,7 +319,7 @@ class PostgresStore implements Store {
        LEFT JOIN LATERAL (SELECT revision, changes FROM act_changes
                           WHERE revision > $1 AND revision <= $2 ORDER BY revision LIMIT $3) c ON true
        WHERE r.id = 1 ORDER BY c.revision`,
-      [revision, upTo, Math.max(0, Math.floor(limit))],
+      [revision, upTo, Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : DEFAULT_CHANGES_LIMIT],
     );
     if (revision < Number(rows[0]!.oldest) - 1) return 'too-old';
     const out: ChangeEntry[] = [];
