@@ -198,11 +198,6 @@ export class Notifier {
     if (this.opts.listen) await this.connect();
   }
 
-  /** Whether the LISTEN connection is up. */
-  get listening(): boolean {
-    return this.client !== undefined;
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.poll);

@@ -19,6 +19,7 @@
  *   and adding its feed entry, so feed entries commit in sequence order with no gaps and onAppend
  *   on every replica sees each stored record once (change-feed.ts).
  */
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
@@ -37,7 +38,7 @@ import {
 import { planIngest, type ChainHead } from '../chain-ingest';
 import type { AuditFilter, AuditPage, AuditRecord, AuditStore, IngestResult } from '../types';
 import { AUDIT_COPY_COLUMNS, encodeAuditCopy, type AuditCopyRow } from './audit-copy';
-import { AuditPartitions, monthOf } from './audit-partitions';
+import { AuditPartitions } from './audit-partitions';
 import { OrderedFeed } from './change-feed';
 import { isConnectionError, isRetryable, storeError } from './errors';
 import { LockSpace, lockKey } from './keys';
@@ -170,14 +171,21 @@ export class PostgresAuditStore implements AuditStore {
       );
       const storedHash = new Map<string, string>();
       for (const [id, bytes] of stored) storedHash.set(id, AuditRecordCodec.decode(bytes).hash);
-      // Throws ChainViolation (the transaction rolls back, nothing is stored).
+      // Throws ChainViolation (the transaction rolls back, nothing is stored). The record's bytes
+      // without its hash are made once: hashed here, and stored with the hash field appended.
+      const hashless = new Map<AuditRecord, Buffer>();
       const plan = planIngest(
         records,
         (source) => headBySource.get(source),
         (id) => storedHash.get(id),
+        (r) => {
+          const bytes = encodeMessage(AuditRecordCodec, { ...r, hash: '' });
+          hashless.set(r, bytes);
+          return createHash('sha256').update(bytes).digest('hex');
+        },
       );
       if (plan.insert.length === 0) return { plan, seq: 0 };
-      const batch = plan.insert.map(prepare);
+      const batch = plan.insert.map((r) => prepare(r, withHashField(hashless.get(r)!, r.hash)));
       await copyRecords(client, batch);
       const byId = new Map(batch.map((p) => [p.r.audit_id, p]));
       const heads = [...plan.heads].map(([source, h]) => headRow(source, byId.get(h.audit_id)!));
@@ -466,7 +474,22 @@ function isAfter(a: AuditRecord, b: AuditRecord): boolean {
   );
 }
 
-function prepare(r: AuditRecord): Prepared {
+/**
+ * A record's encoding from its encoding without the hash: the hash field (17, a 64-character
+ * string) appended. Protobuf fields may come in any order; decoding gives the same record (the
+ * same trick as AuditChain.sealEncoded).
+ */
+function withHashField(hashless: Buffer, hash: string): Buffer {
+  const out = Buffer.allocUnsafe(hashless.length + 3 + 64);
+  hashless.copy(out, 0);
+  out[hashless.length] = 0x8a;
+  out[hashless.length + 1] = 0x01;
+  out[hashless.length + 2] = 64;
+  out.write(hash, hashless.length + 3, 'latin1');
+  return out;
+}
+
+function prepare(r: AuditRecord, encoded?: Buffer): Prepared {
   const ms = partitionMs(r.audit_id);
   return {
     r,
@@ -483,7 +506,7 @@ function prepare(r: AuditRecord): Prepared {
       seq: Number.isSafeInteger(r.seq) ? r.seq : 0,
       context: r.context === undefined || r.context === null ? null : jsonbText(r.context),
       details: r.details === undefined || r.details === null ? null : jsonbText(r.details),
-      record: encodeMessage(AuditRecordCodec, r),
+      record: encoded ?? encodeMessage(AuditRecordCodec, r),
     },
   };
 }
@@ -717,10 +740,4 @@ function cleanJson(v: unknown): unknown {
     return out;
   }
   return v;
-}
-
-/** For tests: the month a record's partition is for (or undefined: the default partition). */
-export function recordMonth(auditId: string): number | undefined {
-  const ms = partitionMs(auditId);
-  return ms === null ? undefined : monthOf(ms);
 }

@@ -103,7 +103,7 @@ export async function openPostgresStore(config: PostgresStoreConfig): Promise<St
               (SELECT seq FROM act_audit_state WHERE id = 1) AS audit_seq`,
     );
     const head = rows[0]!;
-    const store = new PostgresStore(pool, head.store_id, Number(head.revision), retention, config, onError);
+    const store = new PostgresStore(pool, head.store_id, Number(head.revision), retention, onError);
     const audit = new PostgresAuditStore(pool, Number(head.audit_seq), {
       scanBudget: config.auditScanBudget,
       onError,
@@ -153,7 +153,6 @@ class PostgresStore implements Store {
     readonly storeId: string,
     revision: number,
     private readonly retention: number,
-    config: PostgresStoreConfig,
     onError: (err: Error) => void,
   ) {
     this.ops = new PostgresOpsStore(pool);
@@ -179,7 +178,6 @@ class PostgresStore implements Store {
       },
       onError,
     });
-    void config;
   }
 
   attach(audit: PostgresAuditStore, notifier: Notifier): void {
