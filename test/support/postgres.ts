@@ -302,12 +302,19 @@ function serverUser(): RunAs {
 
 let found: Promise<Binaries> | undefined;
 
-async function findBinaries(): Promise<Binaries> {
-  found ??= locateBinaries().catch((err: unknown) => {
-    found = undefined;
-    throw err;
-  });
+/** The binaries, looked for once per process (a failure is kept too: it is the reason every test gets). */
+function findBinaries(): Promise<Binaries> {
+  found ??= locateBinaries();
   return found;
+}
+
+/**
+ * Looks for the binaries now (the mocha global setup calls this), so that a slow last resort (apt)
+ * runs outside any test's timeout. Never throws: a failure is reported by the tests that need
+ * PostgreSQL.
+ */
+export async function preparePostgresBinaries(): Promise<void> {
+  await findBinaries().catch(() => undefined);
 }
 
 async function locateBinaries(): Promise<Binaries> {
