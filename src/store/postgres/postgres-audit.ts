@@ -8,10 +8,10 @@
  *   result is re-checked against the decoded record, so a lossy column never changes an answer.
  * - Partitioned by month of the time in the audit id (audit-partitions.ts); the primary key
  *   (audit_id, t) is unique per id because t is a function of the id.
- * - Batches go in by binary COPY (audit-copy.ts), idempotent on audit_id: the ids of the batch that
- *   are stored already are read first, under the batch's source locks, and skipped; an id stored
- *   meanwhile by a transaction of another source fails the COPY on the primary key, and the
- *   transaction runs again.
+ * - Batches go in by binary COPY (audit-copy.ts), idempotent on audit_id. A batch is first tried as
+ *   if none of it were stored (the usual case): the COPY fails on the primary key if one is, and the
+ *   transaction then runs again, reading which of the batch's ids are stored (under the batch's
+ *   source locks) and skipping those.
  * - `ingest` locks the batch's sources (advisory locks, in one order), reads their heads and the
  *   stored hashes of the batch's ids in the transaction, and writes what `planIngest` decides; two
  *   replicas ingesting for one source serialize. Appends take the same locks.
@@ -35,8 +35,15 @@ import {
   encodeCursor,
   matchesFilter,
 } from '../audit-common';
-import { planIngest, type ChainHead } from '../chain-ingest';
-import type { AuditFilter, AuditPage, AuditRecord, AuditStore, IngestResult } from '../types';
+import { planIngest, type ChainHead, type IngestPlan } from '../chain-ingest';
+import {
+  ChainViolation,
+  type AuditFilter,
+  type AuditPage,
+  type AuditRecord,
+  type AuditStore,
+  type IngestResult,
+} from '../types';
 import { AUDIT_COPY_COLUMNS, encodeAuditCopy, type AuditCopyRow } from './audit-copy';
 import { AuditPartitions } from './audit-partitions';
 import { OrderedFeed } from './change-feed';
@@ -135,10 +142,14 @@ export class PostgresAuditStore implements AuditStore {
     }
     if (batch.length === 0) return 0;
     await this.ensurePartitions(batch.map((p) => p.ms));
+    // First try: none of the batch is stored (the usual case); the COPY proves it or fails on the
+    // primary key, and the retry reads which ids are stored.
+    let lookUp = false;
     const { fresh, seq } = await this.transaction(sourcesOf(records), async (client) => {
-      const stored = await storedRecords(client, batch);
+      const stored = lookUp ? await storedRecords(client, batch) : new Map<string, Buffer>();
       const fresh = batch.filter((p) => !stored.has(p.r.audit_id));
       if (fresh.length === 0) return { fresh: [], seq: 0 };
+      lookUp = true; // if this COPY fails, the next try looks
       await copyRecords(client, fresh);
       // The batch's highest record per source moves the head if it comes after it.
       const tops = new Map<string, Prepared>();
@@ -162,30 +173,42 @@ export class PostgresAuditStore implements AuditStore {
     const ms = ids.map(partitionMs);
     // Before the transaction: creating a partition waits for transactions that read act_audit.
     await this.ensurePartitions(ms);
+    // First try: none of the batch is stored (a fresh batch that continues its chain, the usual
+    // case). If that plan is refused, or the COPY finds an id stored, the retry reads the stored
+    // hashes and decides again: the answer is the same as if it had read them at once.
+    let lookUp = false;
     const { plan, seq } = await this.transaction(sourcesOf(records), async (client) => {
       const sources = [...new Set(records.map((r) => cleanText(String(r.source ?? ''))))];
       const { heads: headBySource, stored } = await headsAndStored(
         client,
         sources,
-        ids.map((id, i) => ({ id, ms: ms[i]! })),
+        lookUp ? ids.map((id, i) => ({ id, ms: ms[i]! })) : [],
       );
       const storedHash = new Map<string, string>();
       for (const [id, bytes] of stored) storedHash.set(id, AuditRecordCodec.decode(bytes).hash);
       // Throws ChainViolation (the transaction rolls back, nothing is stored). The record's bytes
       // without its hash are made once: hashed here, and stored with the hash field appended.
       const hashless = new Map<AuditRecord, Buffer>();
-      const plan = planIngest(
-        records,
-        (source) => headBySource.get(source),
-        (id) => storedHash.get(id),
-        (r) => {
-          const bytes = encodeMessage(AuditRecordCodec, { ...r, hash: '' });
-          hashless.set(r, bytes);
-          return createHash('sha256').update(bytes).digest('hex');
-        },
-      );
+      let plan: IngestPlan;
+      try {
+        plan = planIngest(
+          records,
+          (source) => headBySource.get(source),
+          (id) => storedHash.get(id),
+          (r) => {
+            const bytes = encodeMessage(AuditRecordCodec, { ...r, hash: '' });
+            hashless.set(r, bytes);
+            return createHash('sha256').update(bytes).digest('hex');
+          },
+        );
+      } catch (err) {
+        if (lookUp || !(err instanceof ChainViolation)) throw err;
+        lookUp = true; // refused without knowing what is stored: decide again knowing it
+        throw new RacedInsert();
+      }
       if (plan.insert.length === 0) return { plan, seq: 0 };
       const batch = plan.insert.map((r) => prepare(r, withHashField(hashless.get(r)!, r.hash)));
+      lookUp = true; // if this COPY fails, the next try looks
       await copyRecords(client, batch);
       const byId = new Map(batch.map((p) => [p.r.audit_id, p]));
       const heads = [...plan.heads].map(([source, h]) => headRow(source, byId.get(h.audit_id)!));
@@ -456,7 +479,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 }
 
-/** An id of the batch was stored by a concurrent transaction after it was read. */
+/** Run the storing transaction again (an id of the batch turned out to be stored). */
 class RacedInsert extends Error {
   constructor() {
     super('an audit id of the batch was stored concurrently');
