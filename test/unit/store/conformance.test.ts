@@ -1310,6 +1310,27 @@ for (const makeEngine of ENGINES) {
       });
 
       if (engine.multiInstance) {
+        it('appends a batch sent to several instances at once exactly once, counting each record once', async () => {
+          const { s: a, location } = await fresh();
+          const all3 = [a, await stores.open(location), await stores.open(location)];
+          let stored = 0;
+          for (let i = 0; i < 10; i++) {
+            const batch = Array.from({ length: 30 }, (_, j) =>
+              auditRec({ ms: T0 + i * 100 + j, source: `sc_${j % 3}` }),
+            );
+            const counts = await Promise.all(
+              all3.map((st, k) => st.audit.append(k === 1 ? [...batch].reverse() : batch)),
+            );
+            assert.equal(
+              counts.reduce((x, y) => x + y, 0),
+              30,
+              `batch ${i}: ${counts.join(' + ')}`,
+            );
+            stored += 30;
+          }
+          for (const st of all3) assert.equal(await st.audit.count(), stored);
+        });
+
         it('onAppend fires on every instance for records stored through any, each once', async () => {
           const { s: a, location } = await fresh();
           const all3 = [a, await stores.open(location), await stores.open(location)];
