@@ -191,10 +191,9 @@ class PostgresStore implements Store {
 
   async read<R>(fn: (r: StoreReader) => Promise<R>): Promise<R> {
     this.assertOpen();
-    const client = await this.connect('reading');
+    const client = await this.begin('reading', 'BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
     let broken: unknown;
     try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
       const db = serialized(q(client));
       const reader: StoreReader = {
         get: async <T>(table: TableName, key: string) => getRow<T>(db, tableName(table), key),
@@ -369,6 +368,24 @@ class PostgresStore implements Store {
       return await this.pool.query<T>(text, values);
     } catch (err) {
       throw storeError(err, doing);
+    }
+  }
+
+  /**
+   * A pooled connection with `sql` (a BEGIN) run on it. A connection the server dropped while idle
+   * fails here, before anything ran: one retry on a fresh one.
+   */
+  private async begin(doing: string, sql: string): Promise<pg.PoolClient> {
+    for (let attempt = 0; ; attempt++) {
+      const client = await this.connect(doing);
+      try {
+        await client.query(sql);
+        return client;
+      } catch (err) {
+        client.release(true);
+        if (attempt === 0 && isConnectionError(err)) continue;
+        throw storeError(err, doing);
+      }
     }
   }
 
