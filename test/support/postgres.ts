@@ -62,6 +62,8 @@ export interface PostgresCluster {
   startServer(): Promise<void>;
   /** Stops the server and removes its files. Idempotent. */
   stop(): Promise<void>;
+  /** CPU seconds used so far by the server's processes (postmaster and children; Linux /proc). */
+  serverCpuSeconds(): number;
 }
 
 interface Binaries {
@@ -231,6 +233,27 @@ class ClusterImpl implements PostgresCluster {
     this.removed = true;
     clusters.delete(this);
     rmSync(this.base, { recursive: true, force: true });
+  }
+
+  serverCpuSeconds(): number {
+    const pm = Number(readFileSync(path.join(this.data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const ticks = 100; // USER_HZ on Linux
+    let total = 0;
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      } catch {
+        continue; // gone meanwhile
+      }
+      // Fields after the command (which may hold spaces): state ppid … utime(14) stime(15).
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const pid = Number(entry);
+      if (pid !== pm && Number(f[1]) !== pm) continue;
+      total += (Number(f[11]) + Number(f[12])) / ticks;
+    }
+    return total;
   }
 
   /** Synchronous stop for the process exit hook. */
