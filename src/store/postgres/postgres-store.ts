@@ -9,6 +9,7 @@
  * - The change log (act_changes) is the truth; NOTIFY is a wake-up. Each replica's feed delivers
  *   every revision, each once, in order, to its onCommit listeners; a write resolves only after this
  *   replica's listeners have seen it, and `revision()` is the last revision they have seen.
+ *   `changesSince` answers up to the latest commit of any replica (catching the feed up first).
  * - `read` is a REPEATABLE READ, READ ONLY transaction: one snapshot across awaits.
  * - A lost database rejects calls with an UNAVAILABLE error; the pool reconnects when it is back.
  */
@@ -304,8 +305,9 @@ class PostgresStore implements Store {
 
   async changesSince(revision: number, limit = DEFAULT_CHANGES_LIMIT): Promise<ChangeEntry[] | 'too-old'> {
     this.assertOpen();
-    // Asked for more than this replica has seen (another replica served the sidecar): catch up first.
-    if (revision > this.feed.seen) await this.feed.waitFor(Math.min(revision, await this.dbRevision()));
+    // Everything committed so far, by any replica, is answered (a sidecar may come from a replica
+    // that is ahead of this one): this replica's listeners hear of it first, then it is served.
+    await this.feed.waitFor(await this.dbRevision());
     const upTo = this.feed.seen;
     // A revision from "the future" means another store's history: the sidecar must resync.
     if (revision > upTo) return 'too-old';

@@ -500,7 +500,7 @@ for (const makeEngine of ENGINES) {
           });
           assert.deepEqual(await b.read((r) => r.get('agents', 'agent_1')), { n: 1 });
           assert.equal(await b.read((r) => r.revision()), 1);
-          // b has not necessarily heard of revision 1 yet; asked for it, it catches up and answers.
+          // b has not necessarily heard of revision 1 yet: asked, it catches up and answers.
           assert.deepEqual(await b.changesSince(0), [{ revision: 1, changes: [agentChange('agent_1')] }]);
           assert.deepEqual(await b.changesSince(1), []);
           assert.equal(await b.changesSince(2), 'too-old');
