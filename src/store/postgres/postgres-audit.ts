@@ -403,6 +403,15 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   private async fetchFeed(after: number): Promise<{ seq: number; entry: AuditRecord[] }[]> {
+    // Nobody follows on this replica: move on without reading the records (a subscriber only gets
+    // records stored after it subscribed; one that came while we read is served by reading again).
+    if (this.listeners.size === 0) {
+      const { rows } = await this.pool.query<{ seq: string }>(
+        `SELECT seq FROM act_audit_feed WHERE seq > $1 ORDER BY seq LIMIT ${FEED_PAGE}`,
+        [after],
+      );
+      if (this.listeners.size === 0) return rows.map((r) => ({ seq: Number(r.seq), entry: [] }));
+    }
     const { rows } = await this.pool.query<{ seq: string; audit_ids: string[]; ms: (string | null)[] }>(
       `SELECT seq, audit_ids, ms FROM act_audit_feed WHERE seq > $1 ORDER BY seq LIMIT ${FEED_PAGE}`,
       [after],
