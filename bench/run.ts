@@ -72,10 +72,13 @@ export const MODULES: BenchModule[] = [
   {
     name: 'store',
     describe:
-      'Control-plane LMDB store in a temp dir: durable audit appends (batches of 100/1000), export, paged query, write commits.',
+      'Control-plane store, both engines in one run: LMDB in a temp dir and PostgreSQL on a throwaway local cluster ' +
+      '(fsync and synchronous_commit on). Durable audit appends (LMDB, batches of 100/1000), audit ingest of sealed ' +
+      'hash chains in batches of 500 (one source; on PostgreSQL also 4 sources at once), export, paged query, and ' +
+      'admin writes (sequential single-row write transactions; on PostgreSQL also 3 replicas at once).',
     run: store.run,
-    unit: (key) =>
-      key.startsWith('store.audit_query') ? 'pages/s' : key.startsWith('store.audit') ? 'records/s' : 'ops/s',
+    unit: store.unit,
+    notes: store.notes,
   },
   {
     name: 'replica',

@@ -5,6 +5,7 @@
  */
 import { auditHash } from '../audit/chain';
 import type { AuditRecord } from '../gen/act/v1/admin';
+import { auditKeyProblem } from './audit-common';
 import { ChainViolation, type IngestResult } from './types';
 
 /** A source's chain head: its last accepted record. */
@@ -33,22 +34,27 @@ function refuse(r: AuditRecord, why: string): never {
  * Decides a batch against the stored chain heads.
  * @param headOf the stored head of a source, if any
  * @param storedHash the stored hash of an audit id, if that id is stored
+ * @param hashOf the record's own hash (default `auditHash`; a driver that encodes the record anyway
+ *   may compute it from that encoding)
  * @throws ChainViolation naming the first record that breaks a rule (nothing is stored then)
  */
 export function planIngest(
   records: readonly AuditRecord[],
   headOf: (source: string) => ChainHead | undefined,
   storedHash: (auditId: string) => string | undefined,
+  hashOf: (r: AuditRecord) => string = auditHash,
 ): IngestPlan {
   const result: IngestResult = { stored: 0, duplicates: 0, gaps: 0, restarts: 0 };
   const heads = new Map<string, ChainHead>();
   const insert: AuditRecord[] = [];
   const inBatch = new Map<string, string>();
   for (const r of records) {
-    if (typeof r.audit_id !== 'string' || r.audit_id === '') refuse(r, 'no audit_id');
-    if (typeof r.source !== 'string' || r.source === '') refuse(r, 'no source');
+    const idProblem = auditKeyProblem(r.audit_id);
+    if (idProblem) refuse(r, `audit_id ${idProblem}`);
+    const sourceProblem = auditKeyProblem(r.source);
+    if (sourceProblem) refuse(r, `source ${sourceProblem}`);
     if (!Number.isSafeInteger(r.seq) || r.seq < 1) refuse(r, 'seq must be a positive integer');
-    if (auditHash(r) !== r.hash) refuse(r, 'hash does not match the record');
+    if (hashOf(r) !== r.hash) refuse(r, 'hash does not match the record');
     const seen = inBatch.get(r.audit_id) ?? storedHash(r.audit_id);
     if (seen !== undefined) {
       if (seen !== r.hash) refuse(r, 'another record with this audit_id is stored');

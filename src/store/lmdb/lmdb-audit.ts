@@ -12,8 +12,13 @@
  * - `audit_count` in the shared meta db.
  */
 import type { Database, RootDatabase } from 'lmdb';
-import { invalid } from '../../common/errors';
-import { sortableIdTime } from '../../common/ids';
+import {
+  auditIdAt,
+  checkAuditKeys,
+  decodeCursor,
+  encodeCursor,
+  matchesFilter as matches,
+} from '../audit-common';
 import { planIngest, type ChainHead } from '../chain-ingest';
 import type { AuditFilter, AuditPage, AuditRecord, AuditStore, IngestResult } from '../types';
 import { compareKeys, prefixEnd } from './key-range';
@@ -23,9 +28,17 @@ export const DEFAULT_AUDIT_SCAN_BUDGET = 50_000;
 /** Keys read per fresh read transaction during `export`. */
 const EXPORT_CHUNK = 1000;
 const COUNT_KEY = 'audit_count';
-const ID_PREFIX = 'audit_';
 /** Between the agent/token id and the audit id in index keys (ids never hold a '/'; matches() rechecks). */
 const INDEX_SEP = '/';
+
+/**
+ * The agent/token id as an index-key part. NUL becomes U+FFFD: ordered-binary reads a key holding
+ * NUL back as a multi-part key, so an agent id with a NUL was never found. Lossy, which is fine:
+ * query and export re-check every candidate with matches().
+ */
+function indexPart(id: string): string {
+  return id.includes('\0') ? id.replace(/\0/g, '\ufffd') : id;
+}
 
 interface SourceHead {
   audit_id: string;
@@ -89,10 +102,7 @@ export class LmdbAuditStore implements AuditStore {
   }
 
   private async doAppend(records: AuditRecord[]): Promise<number> {
-    for (const r of records) {
-      if (typeof r.audit_id !== 'string' || r.audit_id === '')
-        throw invalid('audit_id', 'audit record without audit_id');
-    }
+    for (const r of records) checkAuditKeys(r);
     if (records.length === 0) return 0;
     const fresh: AuditRecord[] = [];
     // A child transaction so a throw mid-batch aborts it whole (see lmdb-store.ts).
@@ -166,8 +176,8 @@ export class LmdbAuditStore implements AuditStore {
 
   private putRecord(r: AuditRecord): void {
     this.records.putSync(r.audit_id, r);
-    if (r.agent_id) this.byAgent.putSync(`${r.agent_id}${INDEX_SEP}${r.audit_id}`, true);
-    if (r.token_id) this.byToken.putSync(`${r.token_id}${INDEX_SEP}${r.audit_id}`, true);
+    if (r.agent_id) this.byAgent.putSync(`${indexPart(r.agent_id)}${INDEX_SEP}${r.audit_id}`, true);
+    if (r.token_id) this.byToken.putSync(`${indexPart(r.token_id)}${INDEX_SEP}${r.audit_id}`, true);
   }
 
   private notify(fresh: AuditRecord[]): void {
@@ -191,8 +201,8 @@ export class LmdbAuditStore implements AuditStore {
       await this.root.childTransaction(() => {
         for (const id of ids) {
           const r = this.records.get(id);
-          if (r?.agent_id) this.byAgent.removeSync(`${r.agent_id}${INDEX_SEP}${id}`);
-          if (r?.token_id) this.byToken.removeSync(`${r.token_id}${INDEX_SEP}${id}`);
+          if (r?.agent_id) this.byAgent.removeSync(`${indexPart(r.agent_id)}${INDEX_SEP}${id}`);
+          if (r?.token_id) this.byToken.removeSync(`${indexPart(r.token_id)}${INDEX_SEP}${id}`);
           this.records.removeSync(id);
         }
         const n = (this.meta.get(COUNT_KEY) as number | undefined) ?? 0;
@@ -287,10 +297,10 @@ export class LmdbAuditStore implements AuditStore {
     let keyPrefix = '';
     if (filter.agent_id !== undefined) {
       db = this.byAgent;
-      keyPrefix = `${filter.agent_id}${INDEX_SEP}`;
+      keyPrefix = `${indexPart(filter.agent_id)}${INDEX_SEP}`;
     } else if (filter.token_id !== undefined) {
       db = this.byToken;
-      keyPrefix = `${filter.token_id}${INDEX_SEP}`;
+      keyPrefix = `${indexPart(filter.token_id)}${INDEX_SEP}`;
     }
     const indexed = keyPrefix !== '';
     // Time bounds as id bounds: no real id equals a bound (ids have random chars after the time).
@@ -310,47 +320,5 @@ export class LmdbAuditStore implements AuditStore {
   }
 }
 
-function matches(r: AuditRecord, f: AuditFilter): boolean {
-  if (f.agent_id !== undefined && r.agent_id !== f.agent_id) return false;
-  if (f.token_id !== undefined && r.token_id !== f.token_id) return false;
-  if (f.action !== undefined && r.action !== f.action) return false;
-  if (f.decision !== undefined && r.decision !== f.decision) return false;
-  if (f.reason_code !== undefined && r.reason_code !== f.reason_code) return false;
-  if (f.sinceMs !== undefined || f.untilMs !== undefined) {
-    const t = sortableIdTime(r.audit_id);
-    if (t === undefined) return false;
-    if (f.sinceMs !== undefined && t < f.sinceMs) return false;
-    if (f.untilMs !== undefined && t >= f.untilMs) return false;
-  }
-  return true;
-}
-
-const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
-
-/**
- * The smallest possible audit id at `ms`: the prefix plus the 10-char Crockford
- * time of common/ids.ts (kept in step with it; a test checks the two agree).
- */
-export function auditIdAt(ms: number): string {
-  let out = '';
-  let t = Math.max(0, Math.floor(ms));
-  for (let i = 0; i < 10; i++) {
-    out = ALPHABET[t % 32] + out;
-    t = Math.floor(t / 32);
-  }
-  return ID_PREFIX + out;
-}
-
-function encodeCursor(auditId: string): string {
-  return Buffer.from(JSON.stringify({ a: auditId })).toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  try {
-    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { a?: unknown };
-    if (typeof v.a === 'string' && v.a !== '') return v.a;
-  } catch {
-    // fall through to the error below
-  }
-  throw invalid('cursor', 'invalid audit cursor');
-}
+/** Kept here too for callers that imported it from this module. */
+export { auditIdAt };
