@@ -22,7 +22,7 @@ export const CONTROL_PLANE_OPTIONS = {
     env: 'ACT_DATA_DIR',
     default: './data',
     parse: str,
-    help: 'directory of the embedded LMDB store and the signing-key file',
+    help: 'directory of the embedded LMDB store (and its key-encryption key file unless one is given); unused with PostgreSQL',
   },
   adminKey: {
     flag: '--admin-key',

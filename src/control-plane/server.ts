@@ -16,7 +16,7 @@ import { checkListen, readFileOrFail } from '../common/preflight';
 import type { Logger } from '../observability/logger';
 import { createMetrics } from '../observability/metrics';
 import { addReflection, HealthStatus, ServingStatus } from '../observability/grpc-standard';
-import { openLmdbStore } from '../store';
+import { openStore } from '../store';
 import type { Store } from '../store/types';
 import { DEFAULT_HUB_CONFIG, SyncHub } from '../sync/hub';
 import { startWebhookServer, webhookConfigFromOptions } from '../webhook/server';
@@ -66,12 +66,6 @@ export async function startControlPlane(
   clock: Clock = systemClock,
 ): Promise<ControlPlane> {
   // ---- everything that can fail without writing anything ----
-  if (cfg.databaseUrl) {
-    throw new StartupError(
-      'ACT_DATABASE_URL is set, but this build has only the embedded LMDB store; unset it to use LMDB under ACT_DATA_DIR',
-      '--database-url / ACT_DATABASE_URL',
-    );
-  }
   if ((cfg.tlsCert === undefined) !== (cfg.tlsKey === undefined))
     throw new StartupError('--tls-cert and --tls-key must be given together', '--tls-cert / ACT_TLS_CERT');
   const tls =
@@ -92,12 +86,33 @@ export async function startControlPlane(
       cause: err,
     });
   }
+  const postgres = cfg.databaseUrl !== undefined && cfg.databaseUrl !== '';
+  if (postgres && kekFromConfig === undefined)
+    throw new StartupError(
+      'with PostgreSQL the signing keys are sealed under a key-encryption key shared by every replica: give one (32 random bytes, base64 or hex: openssl rand -base64 32)',
+      '--key-encryption-key / ACT_KEY_ENCRYPTION_KEY (or --key-encryption-key-file)',
+    );
   await checkListen(cfg.httpAddr.host, cfg.httpAddr.port, '--http-addr / ACT_HTTP_ADDR');
   await checkListen(cfg.grpcAddr.host, cfg.grpcAddr.port, '--grpc-addr / ACT_GRPC_ADDR');
   if (webhookCfg) await checkListen(webhookCfg.host, webhookCfg.port, '--webhook-addr / ACT_WEBHOOK_ADDR');
 
   // ---- state ----
-  const store = await openLmdbStore({ dataDir: cfg.dataDir });
+  let store: Store;
+  try {
+    store = await openStore({
+      dataDir: cfg.dataDir,
+      databaseUrl: cfg.databaseUrl,
+      postgres: { onError: (err: Error) => logger.warn({ err }, 'store') },
+    });
+  } catch (err) {
+    if (!postgres) throw err;
+    // The URL itself is a secret: name the setting, not its value.
+    throw new StartupError(
+      `cannot open the PostgreSQL store: ${(err as Error).message}`,
+      '--database-url / ACT_DATABASE_URL',
+      { cause: err },
+    );
+  }
   const kek = kekFromConfig ?? loadKek({ createIn: cfg.dataDir })!;
   const single = store.kind === 'lmdb';
   const replicaId = cfg.replicaId ?? `${os.hostname()}-${randomBytes(3).toString('hex')}`;

@@ -502,9 +502,11 @@ class Session {
   private async sendSnapshot(): Promise<void> {
     const { store, clock } = this.deps;
     const now = clock();
-    const revision = await store.revision();
+    let revision = 0;
     const changes: Change[] = [];
     await store.read(async (r) => {
+      // The snapshot is labelled with the revision its read holds, exactly.
+      revision = await r.revision();
       await this.initScope(r);
       const agents = this.scope.all
         ? await all<Agent>(r, 'agents')
