@@ -41,7 +41,8 @@ export function parseOptions<S extends Specs>(specs: S, argv: string[], env: Nod
   }
   const out: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(specs)) {
-    const v = raw[key] ?? env[spec.env] ?? spec.default;
+    // An empty environment variable (`ACT_X=` in a manifest) counts as unset.
+    const v = raw[key] ?? (env[spec.env] === '' ? undefined : env[spec.env]) ?? spec.default;
     if (v === undefined) {
       out[key] = undefined;
       continue;

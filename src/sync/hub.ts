@@ -392,6 +392,8 @@ class Session {
   private readonly scope: SyncScope;
   private sentRevision = 0;
   private live = false;
+  /** In the sidecar registry (from the start of the session, before its first read). */
+  private registered = false;
   private readonly queued: CommitEvent[] = [];
   private unsubscribe: (() => void) | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -427,6 +429,18 @@ class Session {
     this.call.on('end', () => this.close(grpc.status.OK, 'sidecar ended the stream'));
 
     const h = this.hello;
+    // Registered (and written for the other replicas) before anything is read: a receipt that does
+    // not see this sidecar scanned before the row was written, so before the read below, which
+    // therefore includes the change the receipt is for.
+    this.deps.registry.connected({
+      sidecar_id: this.sidecarId,
+      api_key_id: this.who.api_key_id,
+      agent_ids: this.scope.all ? ['*'] : [...this.scope.agents],
+      applied_revision: h.store_id === store.storeId ? h.last_revision : 0,
+      version: h.version.slice(0, 64),
+    });
+    this.registered = true;
+    await this.deps.registry.flush();
     let mode = 'snapshot';
     let deltas =
       h.store_id === store.storeId && h.last_revision > 0
@@ -465,13 +479,6 @@ class Session {
       this.config.heartbeatMs,
     );
     this.heartbeat.unref();
-    this.deps.registry.connected({
-      sidecar_id: this.sidecarId,
-      api_key_id: this.who.api_key_id,
-      agent_ids: this.scope.all ? ['*'] : [...this.scope.agents],
-      applied_revision: h.store_id === store.storeId ? h.last_revision : 0,
-      version: h.version.slice(0, 64),
-    });
     if (!this.scope.all) this.deps.registry.policies(this.sidecarId, [...this.scope.policies]);
     logger.info(
       {
@@ -710,7 +717,7 @@ class Session {
     this.disposed = true;
     this.unsubscribe?.();
     if (this.heartbeat) clearInterval(this.heartbeat);
-    if (this.live) this.deps.registry.disconnected(this.sidecarId, this.endedBySidecar);
+    if (this.registered) this.deps.registry.disconnected(this.sidecarId, this.endedBySidecar);
   }
 
   /** Set when the sidecar said Goodbye (a clean stop), as opposed to losing the stream. */

@@ -298,7 +298,9 @@ function isCutOff(r: SidecarRow, now: number): boolean {
 function covers(r: SidecarRow, s: PropagationScope): boolean {
   const all = r.agent_ids.length === 0 || r.agent_ids.includes('*');
   if (s.agentId !== undefined && !all && !r.agent_ids.includes(s.agentId)) return false;
-  if (s.policyId !== undefined && !all && !(r.policy_ids ?? []).includes(s.policyId)) return false;
+  // A scoped sidecar whose policies are not known yet (its session is starting) may hold any.
+  if (s.policyId !== undefined && !all && r.policy_ids !== undefined && !r.policy_ids.includes(s.policyId))
+    return false;
   return true;
 }
 

@@ -90,6 +90,12 @@ export async function openPostgresStore(config: PostgresStoreConfig): Promise<St
   });
   // An idle connection dropped by the server (restart, failover) must not crash the process.
   pool.on('error', (err) => onError(new Error(`PostgreSQL store: idle connection lost: ${err.message}`)));
+  // So must one dropped while checked out between two queries (the pool listens only while a
+  // connection is idle; an 'error' with no listener ends the process). The query in flight, or the
+  // next one, fails and its caller retries or answers UNAVAILABLE.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => onError(new Error(`PostgreSQL store: connection lost: ${err.message}`)));
+  });
   let notifier: Notifier | undefined;
   try {
     await migrate(pool).catch((err: unknown) => {
