@@ -70,6 +70,8 @@ export interface HubRegistry {
     version: string;
   }): void;
   applied(sidecarId: string, revision: number): void;
+  /** Writes the changed sessions for the other replicas now. */
+  flush(): Promise<void>;
   contact(sidecarId: string): void;
   policies(sidecarId: string, policyIds: string[]): void;
   /** `cleanly`: the sidecar ended the stream itself (it stopped). */

@@ -103,7 +103,9 @@ describe('control-plane replicas on PostgreSQL', function () {
     });
     const ready = await Promise.all(procs.map((p) => p.waitForLog('control plane listening', 60_000)));
     const printed = procs.flatMap((p) =>
-      p.output.flatMap((l, n) => (l.includes('ACT admin API key (shown once') ? [p.output[n + 2]!.trim()] : [])),
+      p.output.flatMap((l, n) =>
+        l.includes('ACT admin API key (shown once') ? [p.output[n + 2]!.trim()] : [],
+      ),
     );
     assert.equal(printed.length, 1, `admin keys printed: ${printed.length}`);
     const keyIds = new Set<string>();
@@ -135,7 +137,15 @@ describe('control-plane replicas on PostgreSQL', function () {
 
   it('the control plane refuses PostgreSQL without a key-encryption key, in one line naming the setting', async function () {
     const p = spawnAct(
-      ['control-plane', '--http-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--data-dir', fx.dir('rpl-nokek')],
+      [
+        'control-plane',
+        '--http-addr',
+        '127.0.0.1:0',
+        '--grpc-addr',
+        '127.0.0.1:0',
+        '--data-dir',
+        fx.dir('rpl-nokek'),
+      ],
       { ACT_DATABASE_URL: url, ACT_KEY_ENCRYPTION_KEY: '' },
     );
     fx.procs.push(p);
@@ -189,7 +199,12 @@ describe('control-plane replicas on PostgreSQL', function () {
 
   it('an approval is used once across the replicas and a sidecar, all presenting it at once', async function () {
     const tok = await fx.issue(apis[0]!, agentId, [policyId]);
-    const body = { token: tok.token, action: 'create:transaction', resource: 'acct_r', context: { amount: 5000 } };
+    const body = {
+      token: tok.token,
+      action: 'create:transaction',
+      resource: 'acct_r',
+      context: { amount: 5000 },
+    };
     const asked = await centralCheck(apis[0]!)(body);
     assert.equal(asked.body.decision, 'APPROVAL_REQUIRED', asked.text);
     const id = asked.body.approval_id as string;
@@ -209,7 +224,11 @@ describe('control-plane replicas on PostgreSQL', function () {
       restCheck(sc, present),
     ]);
     const allowed = rs.filter((r) => r.body.decision === 'ALLOW');
-    assert.equal(allowed.length, 1, JSON.stringify(rs.map((r) => `${r.body.decision}/${r.body.reason_code}`)));
+    assert.equal(
+      allowed.length,
+      1,
+      JSON.stringify(rs.map((r) => `${r.body.decision}/${r.body.reason_code}`)),
+    );
     const a = (await apis[1]!('GET', `/api/approvals/${id}`)).body;
     assert.equal(a.status, 'USED');
     assert.equal(a.used_audit_id, allowed[0]!.body.audit_id);
@@ -224,7 +243,9 @@ describe('control-plane replicas on PostgreSQL', function () {
     });
     const tok = await fx.issue(apis[1]!, agentId, [p.policy_id]);
     const rs = await Promise.all(
-      Array.from({ length: 12 }, (_, n) => centralCheck(apis[n % 3]!)({ token: tok.token, action: 'read:report' })),
+      Array.from({ length: 12 }, (_, n) =>
+        centralCheck(apis[n % 3]!)({ token: tok.token, action: 'read:report' }),
+      ),
     );
     const n = rs.filter((r) => r.body.decision === 'ALLOW').length;
     assert.equal(n, 3, JSON.stringify(rs.map((r) => r.body.reason_code)));
@@ -233,7 +254,10 @@ describe('control-plane replicas on PostgreSQL', function () {
   it('replica A SIGKILLed under sidecar load: its sidecars move to B, every answered decision is stored exactly once, the chains verify', async function () {
     const tok = await fx.issue(apis[0]!, agentId, [policyId]);
     const sc = await sidecar('failover', [0, 1]);
-    assert.match(String(sc.output.find((l) => l.includes('"sync live"'))), new RegExp(`127.0.0.1:${ports[0]}`));
+    assert.match(
+      String(sc.output.find((l) => l.includes('"sync live"'))),
+      new RegExp(`127.0.0.1:${ports[0]}`),
+    );
     const answered: string[] = [];
     let stop = false;
     const load = (async () => {
@@ -244,11 +268,15 @@ describe('control-plane replicas on PostgreSQL', function () {
     })();
     await sleep(500);
     await cps[0]!.kill();
-    const moved = await sc.waitForLog(/sync live/, 30_000).then(() =>
-      waitFor('the sidecar live on B', async () =>
-        sc.output.some((l) => l.includes('"sync live"') && l.includes(`127.0.0.1:${ports[1]}`)) ? true : undefined,
-      ),
-    );
+    const moved = await sc
+      .waitForLog(/sync live/, 30_000)
+      .then(() =>
+        waitFor('the sidecar live on B', async () =>
+          sc.output.some((l) => l.includes('"sync live"') && l.includes(`127.0.0.1:${ports[1]}`))
+            ? true
+            : undefined,
+        ),
+      );
     assert.equal(moved, true);
     await sleep(500);
     stop = true;
@@ -282,8 +310,15 @@ describe('control-plane replicas on PostgreSQL', function () {
     const central = (async () => {
       for (let i = 0; !stop; i++) {
         // Every request is answered (503 while the database is away), never dropped.
-        const r = await centralCheck(apis[1]!)({ token: tok.token, action: 'read:report', resource: `c${i}` }).catch(
-          (e: Error) => (dropped.push(`${e.message}: ${String((e.cause as Error | undefined)?.message)}`), undefined),
+        const r = await centralCheck(apis[1]!)({
+          token: tok.token,
+          action: 'read:report',
+          resource: `c${i}`,
+        }).catch(
+          (e: Error) => (
+            dropped.push(`${e.message}: ${String((e.cause as Error | undefined)?.message)}`),
+            undefined
+          ),
         );
         if (r?.status === 200) answeredCentrally.push(r.body.audit_id as string);
         await sleep(20);
