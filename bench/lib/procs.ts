@@ -214,10 +214,10 @@ export class Scope {
 export async function startControlPlane(
   scope: Scope,
   dataDir: string,
-  opts: { grpcPort?: number; heartbeat?: string } = {},
+  opts: { grpcPort?: number; heartbeat?: string; env?: Record<string, string>; name?: string } = {},
 ): Promise<{ proc: Proc; url: string; grpcPort: number; api: Rest }> {
   const proc = scope.act(
-    'control-plane',
+    opts.name ?? 'control-plane',
     [
       'control-plane',
       '--http-addr',
@@ -228,7 +228,7 @@ export async function startControlPlane(
       dataDir,
       ...(opts.heartbeat ? ['--heartbeat-interval', opts.heartbeat] : []),
     ],
-    { ACT_ADMIN_KEY: ADMIN_KEY },
+    { ACT_ADMIN_KEY: ADMIN_KEY, ...opts.env },
   );
   const rec = await proc.waitJson((r) => r.msg === 'control plane listening');
   const url = `http://127.0.0.1:${Number(rec.http_port)}`;

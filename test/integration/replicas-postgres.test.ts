@@ -299,6 +299,7 @@ describe('control-plane replicas on PostgreSQL', function () {
     const answeredAtSidecar: string[] = [];
     const answeredCentrally: string[] = [];
     const dropped: string[] = [];
+    const refused: string[] = [];
     let stop = false;
     const atSidecar = (async () => {
       for (let i = 0; !stop; i++) {
@@ -321,6 +322,7 @@ describe('control-plane replicas on PostgreSQL', function () {
           ),
         );
         if (r?.status === 200) answeredCentrally.push(r.body.audit_id as string);
+        else if (r) refused.push(`${r.status} ${r.body?.error?.code}`);
         await sleep(20);
       }
     })();
@@ -332,6 +334,12 @@ describe('control-plane replicas on PostgreSQL', function () {
     // Every replica rode it out (none exited) and writes work again on each.
     for (const cp of cps)
       assert.equal(cp.child.exitCode, null, `a replica exited:\n${cp.output.slice(-30).join('\n')}`);
+    // What could not be audited meanwhile was refused as unavailable, nothing else.
+    assert.deepEqual(
+      [...new Set(refused)].filter((r) => r !== '503 UNAVAILABLE'),
+      [],
+      refused.join(', '),
+    );
     assert.deepEqual(dropped, [], `requests dropped:\n${cps[1]!.output.slice(-30).join('\n')}`);
     for (const api of apis) {
       const w = await waitFor('a write after the restart', async () => {
@@ -345,7 +353,7 @@ describe('control-plane replicas on PostgreSQL', function () {
     for (const r of await exportNdjson(apis[0]!, `agent_id=${agentId}`))
       stored.set(r.audit_id, (stored.get(r.audit_id) ?? 0) + 1);
     console.log(
-      `      answered during the restart: ${answeredAtSidecar.length} at the sidecar, ${answeredCentrally.length} centrally`,
+      `      answered during the restart: ${answeredAtSidecar.length} at the sidecar, ${answeredCentrally.length} centrally (${refused.length} refused 503)`,
     );
     assert.ok(answeredAtSidecar.length > 0 && answeredCentrally.length > 0);
     for (const id of [...answeredAtSidecar, ...answeredCentrally])
