@@ -2,12 +2,17 @@
  * The transport floor: a grpc-js server implementing DecisionService.CheckPermission that
  * decodes the request (as the sidecar does) and answers a fixed CheckPermissionResponse —
  * by default one captured from a real sidecar ALLOW, so both carry the same bytes. Listens on
- * 127.0.0.1:0 and a unix socket; prints {"type":"listening","port":N,"unix":"unix:/…"}.
+ * 127.0.0.1:0 and a unix socket; prints {"type":"listening","port":N,"unix":"unix:/…","metrics":"http://…"}.
+ * `/metrics` on another port carries prom-client's default metrics, so its event-loop delay is
+ * read exactly as the sidecar's is.
  *
  *   node --import tsx bench/lib/echo-server.ts '{"socket":"/tmp/x/echo.sock","response":{…}}'
  */
 import { rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import {
   Decision,
   DecisionServiceService,
@@ -63,8 +68,15 @@ async function main(): Promise<void> {
   rmSync(args.socket, { force: true });
   const port = await bind('127.0.0.1:0');
   await bind(`unix:${args.socket}`);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = http.createServer((_req, res) => {
+    void registry.metrics().then((text) => res.end(text));
+  });
+  await new Promise<void>((r) => metrics.listen(0, '127.0.0.1', r));
   exitWithParent(() => server.forceShutdown());
-  console.log(JSON.stringify({ type: 'listening', port, unix: `unix:${args.socket}` }));
+  const metricsUrl = `http://127.0.0.1:${(metrics.address() as AddressInfo).port}/metrics`;
+  console.log(JSON.stringify({ type: 'listening', port, unix: `unix:${args.socket}`, metrics: metricsUrl }));
 }
 
 main().catch((err: unknown) => {

@@ -22,10 +22,17 @@ import { cpuUs, exitWithParent, helperArgs, pct } from './procs';
 
 export interface Phase {
   name: string;
+  /** Calls in flight (closed loop); with `rate`, only the warm-up's. */
   concurrency: number;
   warmup: number;
   count: number;
   durationMs: number;
+  /**
+   * Open loop at this many calls/s: call i is sent at t0 + i/rate whether or not earlier ones
+   * have answered (as independent agents would), so a stall shows as latency of every call it
+   * delays instead of as fewer calls. Latency counts from the scheduled send time.
+   */
+  rate?: number;
 }
 
 export interface LoadArgs {
@@ -38,6 +45,11 @@ export interface LoadArgs {
   phases: Phase[];
   /** Processes whose CPU time is attributed to the calls (the server). */
   serverPids: number[];
+  /**
+   * The server's /metrics URL: read right before and after the timed part for the server's
+   * own event-loop delay over it (prom-client resets its histogram on every read).
+   */
+  metricsUrl?: string;
 }
 
 export interface PhaseResult {
@@ -50,6 +62,7 @@ export interface PhaseResult {
   p50_us: number;
   p90_us: number;
   p99_us: number;
+  p999_us: number;
   max_us: number;
   mean_us: number;
   rps: number;
@@ -57,6 +70,22 @@ export interface PhaseResult {
   /** Server CPU µs per call, per pid in serverPids (same order). */
   server_cpu_us_per_call: number[];
   client_cpu_us_per_call: number;
+  /** The server's event-loop delay over the timed part (µs), when metricsUrl was given. */
+  server_eld_p99_us?: number;
+  server_eld_max_us?: number;
+  /** Open loop: the latest a call was sent after its scheduled time (µs; the generator's own lag). */
+  send_lag_max_us?: number;
+}
+
+/** The server's event-loop delay p99 and max since the last read (prom-client gauges, seconds). */
+async function eventLoopDelay(url: string): Promise<{ p99: number; max: number } | undefined> {
+  try {
+    const text = await (await fetch(url)).text();
+    const get = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? NaN);
+    return { p99: get('nodejs_eventloop_lag_p99_seconds') * 1e6, max: get('nodejs_eventloop_lag_max_seconds') * 1e6 };
+  } catch {
+    return undefined;
+  }
 }
 
 function call(client: DecisionServiceClient, req: CheckPermissionRequest): Promise<CheckPermissionResponse> {
@@ -104,23 +133,51 @@ async function runPhase(client: DecisionServiceClient, a: LoadArgs, ph: Phase): 
   const lat = new Float64Array(ph.count);
   let issued = 0;
   let done = 0;
+  let sendLagMax = 0;
+  if (a.metricsUrl) await eventLoopDelay(a.metricsUrl); // resets the server's histogram
   const cpu0 = a.serverPids.map(cpuUs);
   const own0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   const deadline = t0 + BigInt(ph.durationMs) * 1_000_000n;
-  const worker = async (): Promise<void> => {
-    while (issued < ph.count) {
-      const i = issued++;
-      const s = process.hrtime.bigint();
-      if (s > deadline) return;
+  if (ph.rate !== undefined) {
+    // Open loop: send what is due, then sleep until the next is; a call's latency counts from
+    // when it was due.
+    const intervalNs = 1e9 / ph.rate;
+    const pending: Promise<void>[] = [];
+    const one = async (i: number, dueNs: bigint): Promise<void> => {
       await check(i);
-      lat[done++] = Number(process.hrtime.bigint() - s) / 1000;
+      lat[done++] = Number(process.hrtime.bigint() - dueNs) / 1000;
+    };
+    for (;;) {
+      const now = process.hrtime.bigint();
+      if (now > deadline) break;
+      const due = Math.min(ph.count, Math.floor(Number(now - t0) / intervalNs) + 1);
+      while (issued < due) {
+        const dueNs = t0 + BigInt(Math.round(issued * intervalNs));
+        sendLagMax = Math.max(sendLagMax, Number(now - dueNs) / 1000);
+        pending.push(one(issued++, dueNs));
+      }
+      if (issued >= ph.count) break;
+      const nextNs = Number(t0 - now) + issued * intervalNs;
+      await new Promise((r) => setTimeout(r, Math.max(0, Math.floor(nextNs / 1e6))));
     }
-  };
-  await Promise.all(Array.from({ length: ph.concurrency }, worker));
+    await Promise.all(pending);
+  } else {
+    const worker = async (): Promise<void> => {
+      while (issued < ph.count) {
+        const i = issued++;
+        const s = process.hrtime.bigint();
+        if (s > deadline) return;
+        await check(i);
+        lat[done++] = Number(process.hrtime.bigint() - s) / 1000;
+      }
+    };
+    await Promise.all(Array.from({ length: ph.concurrency }, worker));
+  }
   const elapsedNs = Number(process.hrtime.bigint() - t0);
   const cpu1 = a.serverPids.map(cpuUs);
   const own = process.cpuUsage(own0);
+  const eld = a.metricsUrl ? await eventLoopDelay(a.metricsUrl) : undefined;
 
   const sorted = lat.subarray(0, done).sort();
   let sum = 0;
@@ -136,12 +193,15 @@ async function runPhase(client: DecisionServiceClient, a: LoadArgs, ph: Phase): 
     p50_us: r1(pct(sorted, 0.5)),
     p90_us: r1(pct(sorted, 0.9)),
     p99_us: r1(pct(sorted, 0.99)),
+    p999_us: r1(pct(sorted, 0.999)),
     max_us: r1(sorted[sorted.length - 1] ?? NaN),
     mean_us: r1(sum / done),
     rps: Math.round(done / (elapsedNs / 1e9)),
     elapsed_ms: Math.round(elapsedNs / 1e6),
     server_cpu_us_per_call: cpu1.map((c, i) => r1((c - cpu0[i]!) / done)),
     client_cpu_us_per_call: r1((own.user + own.system) / done),
+    ...(eld ? { server_eld_p99_us: r1(eld.p99), server_eld_max_us: r1(eld.max) } : {}),
+    ...(ph.rate !== undefined ? { send_lag_max_us: r1(sendLagMax) } : {}),
   };
 }
 

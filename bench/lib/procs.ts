@@ -170,10 +170,17 @@ export class Scope {
   }
 
   /** Spawns `node [...nodeArgs] <dist>/bin/act.js ...args` (nodeArgs e.g. --cpu-prof). */
-  act(name: string, args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Proc {
+  act(
+    name: string,
+    args: string[],
+    env: Record<string, string> = {},
+    nodeArgs: string[] = [],
+    /** Another build's bin/act.js (an A/B baseline); default ACT_BIN. */
+    bin = ACT_BIN,
+  ): Proc {
     // NODE_PATH: a build outside the repo (ACT_BENCH_DIST) still finds the repo's node_modules.
     const nodePath = [process.env.NODE_PATH, path.join(ROOT, 'node_modules')].filter(Boolean).join(':');
-    const child = spawn(process.execPath, [...nodeArgs, ACT_BIN, ...args], {
+    const child = spawn(process.execPath, [...nodeArgs, bin, ...args], {
       env: { ...process.env, NODE_PATH: nodePath, ACT_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -214,7 +221,7 @@ export class Scope {
 export async function startControlPlane(
   scope: Scope,
   dataDir: string,
-  opts: { grpcPort?: number; heartbeat?: string; env?: Record<string, string>; name?: string } = {},
+  opts: { grpcPort?: number; heartbeat?: string; env?: Record<string, string>; name?: string; bin?: string } = {},
 ): Promise<{ proc: Proc; url: string; grpcPort: number; api: Rest }> {
   const proc = scope.act(
     opts.name ?? 'control-plane',
@@ -229,6 +236,8 @@ export async function startControlPlane(
       ...(opts.heartbeat ? ['--heartbeat-interval', opts.heartbeat] : []),
     ],
     { ACT_ADMIN_KEY: ADMIN_KEY, ...opts.env },
+    [],
+    opts.bin,
   );
   const rec = await proc.waitJson((r) => r.msg === 'control plane listening');
   const url = `http://127.0.0.1:${Number(rec.http_port)}`;
@@ -249,6 +258,7 @@ export async function startSidecar(
   controlPlane: string,
   durability: 'os' | 'disk',
   extra: string[] = [],
+  opts: { nodeArgs?: string[]; bin?: string; env?: Record<string, string> } = {},
 ): Promise<SidecarProc> {
   const sock = path.join(dataDir, 'grpc.sock');
   const proc = scope.act(
@@ -269,7 +279,9 @@ export async function startSidecar(
       durability,
       ...extra,
     ],
-    { ACT_SIDECAR_KEY: ADMIN_KEY },
+    { ACT_SIDECAR_KEY: ADMIN_KEY, ...opts.env },
+    opts.nodeArgs,
+    opts.bin,
   );
   const rec = await proc.waitJson((r) => r.msg === 'sidecar listening');
   return {
