@@ -172,9 +172,14 @@ export function createFront(o: FrontOptions): Front {
     return { prompts: lists.flat() };
   });
 
-  server.setRequestHandler(CallToolRequestSchema, (req, extra) => guard(() => callTool(req.params, extra)));
-  server.setRequestHandler(ReadResourceRequestSchema, (req, extra) => guard(() => readResource(req.params, extra)));
-  server.setRequestHandler(GetPromptRequestSchema, (req, extra) => guard(() => getPrompt(req.params, extra)));
+  // The SDK validates tools/call params itself (InvalidParams) once the method alone is matched.
+  server.setRequestHandler(methodOnly(CallToolRequestSchema), (req, extra) => guard(() => callTool(req.params, extra)));
+  server.setRequestHandler(methodOnly(ReadResourceRequestSchema), (req, extra) =>
+    guard(() => readResource(valid(ReadResourceRequestSchema, req).params, extra)),
+  );
+  server.setRequestHandler(methodOnly(GetPromptRequestSchema), (req, extra) =>
+    guard(() => getPrompt(valid(GetPromptRequestSchema, req).params, extra)),
+  );
 
   async function callTool(params: CallToolRequest['params'], extra: Extra): Promise<CallToolResult> {
     const { name, arguments: args = {}, _meta, task } = params;
@@ -386,6 +391,24 @@ export function createFront(o: FrontOptions): Front {
   }
 
   return { server, refresh };
+}
+
+/**
+ * A request schema that matches the method alone. The SDK parses a request with its handler's
+ * schema before the handler runs and answers a failure as InternalError (-32603); with this the
+ * handler validates (`valid`) and a malformed request gets InvalidParams (-32602), as JSON-RPC says.
+ */
+function methodOnly<S>(schema: S): S {
+  return (schema as unknown as { pick(k: { method: true }): { loose(): S } }).pick({ method: true }).loose();
+}
+
+function valid<T>(
+  schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { message: string } } },
+  req: unknown,
+): T {
+  const r = schema.safeParse(req);
+  if (!r.success) throw new McpError(ErrorCode.InvalidParams, `Invalid params: ${r.error.message}`);
+  return r.data;
 }
 
 /** The tools of one upstream whose default actions collide (hidden until mapped explicitly). */
