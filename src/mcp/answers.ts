@@ -26,7 +26,9 @@ function meta(v: Verdict, extra: Record<string, unknown> = {}): Record<string, u
     ...extra,
   };
   if (v.approvalId) d.approval_id = v.approvalId;
-  const details = Object.fromEntries(Object.entries(v.details).filter(([, x]) => x !== undefined && x !== ''));
+  const details = Object.fromEntries(
+    Object.entries(v.details).filter(([, x]) => x !== undefined && x !== ''),
+  );
   if (Object.keys(details).length > 0) d.details = details;
   return { [DECISION_META]: d };
 }

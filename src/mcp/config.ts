@@ -117,7 +117,10 @@ export function loadMcpConfig(
       : YAML.parse(text, { uniqueKeys: true, maxAliasCount: 100, prettyErrors: false });
   } catch (err) {
     const first = (err as Error).message.split('\n')[0];
-    throw new StartupError(`MCP config ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${first}`, setting);
+    throw new StartupError(
+      `MCP config ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${first}`,
+      setting,
+    );
   }
   try {
     return parseMcpConfig(doc, env, { wrapper: opts.wrapper ?? false, baseDir: path.dirname(file) });
@@ -153,12 +156,24 @@ export function parseMcpConfig(
   ]);
   const approvals = object(top.approvals ?? {}, 'approvals', ['progress_interval']);
   const origins = top.allowed_origins ?? [];
-  if (!Array.isArray(origins) || origins.some((o) => typeof o !== 'string' || !/^https?:\/\/[^/\s]+$/.test(o)))
-    throw new McpConfigError('allowed_origins', 'expected a list of origins such as "https://app.example.com"');
+  if (
+    !Array.isArray(origins) ||
+    origins.some((o) => typeof o !== 'string' || !/^https?:\/\/[^/\s]+$/.test(o))
+  )
+    throw new McpConfigError(
+      'allowed_origins',
+      'expected a list of origins such as "https://app.example.com"',
+    );
   return {
     servers,
     limits: {
-      maxMessageBytes: int(limitsRaw.max_message_bytes, 'limits.max_message_bytes', 1024 * 1024, 1024, 64 << 20),
+      maxMessageBytes: int(
+        limitsRaw.max_message_bytes,
+        'limits.max_message_bytes',
+        1024 * 1024,
+        1024,
+        64 << 20,
+      ),
       maxResultBytes: int(limitsRaw.max_result_bytes, 'limits.max_result_bytes', 8 << 20, 1024, 256 << 20),
       maxSessions: int(limitsRaw.max_sessions, 'limits.max_sessions', 256, 1, 100_000),
       sessionIdleMs: dur(limitsRaw.session_idle, 'limits.session_idle', 30 * 60_000),
@@ -197,7 +212,10 @@ function server(
   let transport: UpstreamTransport | undefined;
   if (opts.wrapper) {
     if (s.url !== undefined || s.command !== undefined)
-      throw new McpConfigError(`${at}.${s.url !== undefined ? 'url' : 'command'}`, 'the wrapped server is the command after --, not in the file');
+      throw new McpConfigError(
+        `${at}.${s.url !== undefined ? 'url' : 'command'}`,
+        'the wrapped server is the command after --, not in the file',
+      );
   } else if (s.url !== undefined && s.command !== undefined) {
     throw new McpConfigError(at, 'give either url (Streamable HTTP) or command (stdio), not both');
   } else if (s.url !== undefined) {
@@ -220,7 +238,8 @@ function server(
     const args = s.args ?? [];
     if (!Array.isArray(args) || args.some((a) => typeof a !== 'string' && typeof a !== 'number'))
       throw new McpConfigError(`${at}.args`, 'expected a list of strings');
-    if (s.cwd !== undefined && typeof s.cwd !== 'string') throw new McpConfigError(`${at}.cwd`, 'expected a directory');
+    if (s.cwd !== undefined && typeof s.cwd !== 'string')
+      throw new McpConfigError(`${at}.cwd`, 'expected a directory');
     transport = {
       kind: 'stdio',
       command: s.command,
@@ -263,28 +282,38 @@ function toolRule(raw: unknown, at: string, isDefaults: boolean, base: ToolRule 
   let resource: ToolRule['resource'];
   if (r.resource !== undefined) {
     if (typeof r.resource !== 'string' || r.resource === '')
-      throw new McpConfigError(`${at}.resource`, 'expected a JSON pointer into the arguments, e.g. /account_id');
+      throw new McpConfigError(
+        `${at}.resource`,
+        'expected a JSON pointer into the arguments, e.g. /account_id',
+      );
     resource = { text: r.resource, pointer: pointer(r.resource, `${at}.resource`) };
   }
   let context: ToolRule['context'] = base?.context ?? 'all';
   if (r.context !== undefined) {
     if (r.context === 'all' || r.context === 'none') context = r.context;
-    else if (Array.isArray(r.context))
-      context = r.context.map((p, i) => pointer(p, `${at}.context[${i}]`));
+    else if (Array.isArray(r.context)) context = r.context.map((p, i) => pointer(p, `${at}.context[${i}]`));
     else throw new McpConfigError(`${at}.context`, 'expected "all", "none" or a list of JSON pointers');
   }
   let redact = base?.redact ?? [];
   if (r.redact !== undefined) {
-    if (!Array.isArray(r.redact)) throw new McpConfigError(`${at}.redact`, 'expected a list of JSON pointers');
+    if (!Array.isArray(r.redact))
+      throw new McpConfigError(`${at}.redact`, 'expected a list of JSON pointers');
     redact = r.redact.map((p, i) => pointer(p, `${at}.redact[${i}]`));
   }
   let onApproval: OnApproval = base?.onApproval ?? 'hold';
   if (r.on_approval !== undefined) {
     if (r.on_approval !== 'hold' && r.on_approval !== 'return')
-      throw new McpConfigError(`${at}.on_approval`, `expected "hold" or "return", got ${JSON.stringify(r.on_approval)}`);
+      throw new McpConfigError(
+        `${at}.on_approval`,
+        `expected "hold" or "return", got ${JSON.stringify(r.on_approval)}`,
+      );
     onApproval = r.on_approval;
   }
-  const approvalTimeoutMs = dur(r.approval_timeout, `${at}.approval_timeout`, base?.approvalTimeoutMs ?? 50_000);
+  const approvalTimeoutMs = dur(
+    r.approval_timeout,
+    `${at}.approval_timeout`,
+    base?.approvalTimeoutMs ?? 50_000,
+  );
   if (approvalTimeoutMs > 900_000)
     throw new McpConfigError(`${at}.approval_timeout`, 'at most 15m (the longest approval wait)');
   let hidden = base?.hidden ?? false;
@@ -306,19 +335,26 @@ function toolRule(raw: unknown, at: string, isDefaults: boolean, base: ToolRule 
 // ---- small readers ----
 
 function object(v: unknown, at: string, allowed: string[] | undefined): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new McpConfigError(at, 'expected a mapping');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new McpConfigError(at, 'expected a mapping');
   const o = v as Record<string, unknown>;
   if (allowed !== undefined)
     for (const k of Object.keys(o))
       if (!allowed.includes(k))
-        throw new McpConfigError(at === '(top level)' ? k : `${at}.${k}`, `unknown field (expected one of ${allowed.join(', ')})`);
+        throw new McpConfigError(
+          at === '(top level)' ? k : `${at}.${k}`,
+          `unknown field (expected one of ${allowed.join(', ')})`,
+        );
   return o;
 }
 
 function action(v: unknown, at: string): string | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'string' || parseAction(v) === undefined)
-    throw new McpConfigError(at, `${JSON.stringify(v)} is not an action: "verb:resource_type", each 1-64 of [a-z0-9_.-]`);
+    throw new McpConfigError(
+      at,
+      `${JSON.stringify(v)} is not an action: "verb:resource_type", each 1-64 of [a-z0-9_.-]`,
+    );
   return v;
 }
 
@@ -326,7 +362,8 @@ function pointer(v: unknown, at: string): Pointer {
   if (typeof v !== 'string') throw new McpConfigError(at, 'expected a JSON pointer such as /amount');
   try {
     const p = parsePointer(v);
-    if (p.length === 0) throw new Error('the empty pointer names the whole arguments object; name one argument');
+    if (p.length === 0)
+      throw new Error('the empty pointer names the whole arguments object; name one argument');
     return p;
   } catch (err) {
     throw new McpConfigError(at, (err as Error).message);

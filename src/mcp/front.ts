@@ -38,7 +38,14 @@ import type { Logger } from '../observability/logger';
 import { APPROVAL_META, DECISION_META, approvalNeeded, denied, undecided } from './answers';
 import type { ApprovalState, CallChecker, CallOutcome, Verdict } from './checker';
 import type { ToolRule } from './config';
-import { defaultToolAction, promptCheck, resourceCheck, toolAction, toolCheck, type CheckParts } from './mapping';
+import {
+  defaultToolAction,
+  promptCheck,
+  resourceCheck,
+  toolAction,
+  toolCheck,
+  type CheckParts,
+} from './mapping';
 import type { Upstream } from './upstream';
 
 /** JSON-RPC error of a resource read or prompt get that ACT denied (they carry no isError). */
@@ -125,20 +132,27 @@ export function createFront(o: FrontOptions): Front {
   const fingerprint = (x: unknown) => createHash('sha256').update(canonicalJson(x)).digest('hex');
   const listsVisible = (kind: 'resources' | 'prompts') => {
     const vis = o.checker.visible();
-    return o.upstreams.map((u) => vis.mayEverAllow(kind === 'resources' ? u.cfg.resourcesAction : u.cfg.promptsAction));
+    return o.upstreams.map((u) =>
+      vis.mayEverAllow(kind === 'resources' ? u.cfg.resourcesAction : u.cfg.promptsAction),
+    );
   };
 
   const settle = async <T>(u: Upstream, what: string, p: () => Promise<T>, fallback: T): Promise<T> => {
     try {
       return await p();
     } catch (err) {
-      o.logger.warn({ server: u.name, error: (err as Error).message }, `upstream ${what} unavailable; listing without it`);
+      o.logger.warn(
+        { server: u.name, error: (err as Error).message },
+        `upstream ${what} unavailable; listing without it`,
+      );
       return fallback;
     }
   };
 
   server.setRequestHandler(ListToolsRequestSchema, async () => {
-    const lists = await Promise.all(o.upstreams.map((u) => settle(u, 'tools/list', () => u.tools(), u.cachedTools)));
+    const lists = await Promise.all(
+      o.upstreams.map((u) => settle(u, 'tools/list', () => u.tools(), u.cachedTools)),
+    );
     const tools = visibleTools(lists);
     shown.tools = fingerprint(tools.map((t) => t.name));
     return { tools };
@@ -156,7 +170,9 @@ export function createFront(o: FrontOptions): Front {
   server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => {
     const vis = listsVisible('resources');
     const lists = await Promise.all(
-      o.upstreams.map((u, i) => (vis[i] ? settle(u, 'resources/templates/list', () => u.resourceTemplates(), []) : [])),
+      o.upstreams.map((u, i) =>
+        vis[i] ? settle(u, 'resources/templates/list', () => u.resourceTemplates(), []) : [],
+      ),
     );
     return { resourceTemplates: lists.flat() };
   });
@@ -166,14 +182,20 @@ export function createFront(o: FrontOptions): Front {
     shown.prompts = fingerprint(vis);
     const lists = await Promise.all(
       o.upstreams.map((u, i) =>
-        vis[i] ? settle(u, 'prompts/list', () => u.prompts(), []).then((ps) => ps.map((p) => ({ ...p, name: ns(u, p.name) }))) : [],
+        vis[i]
+          ? settle(u, 'prompts/list', () => u.prompts(), []).then((ps) =>
+              ps.map((p) => ({ ...p, name: ns(u, p.name) })),
+            )
+          : [],
       ),
     );
     return { prompts: lists.flat() };
   });
 
   // The SDK validates tools/call params itself (InvalidParams) once the method alone is matched.
-  server.setRequestHandler(methodOnly(CallToolRequestSchema), (req, extra) => guard(() => callTool(req.params, extra)));
+  server.setRequestHandler(methodOnly(CallToolRequestSchema), (req, extra) =>
+    guard(() => callTool(req.params, extra)),
+  );
   server.setRequestHandler(methodOnly(ReadResourceRequestSchema), (req, extra) =>
     guard(() => readResource(valid(ReadResourceRequestSchema, req).params, extra)),
   );
@@ -184,7 +206,10 @@ export function createFront(o: FrontOptions): Front {
   async function callTool(params: CallToolRequest['params'], extra: Extra): Promise<CallToolResult> {
     const { name, arguments: args = {}, _meta, task } = params;
     if (task !== undefined)
-      throw new McpError(ErrorCode.InvalidParams, 'task-augmented tool calls are not supported through the ACT gateway');
+      throw new McpError(
+        ErrorCode.InvalidParams,
+        'task-augmented tool calls are not supported through the ACT gateway',
+      );
     const r = route(name);
     if (!r) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
     let known: Tool[] | undefined;
@@ -212,13 +237,18 @@ export function createFront(o: FrontOptions): Front {
     });
   }
 
-  async function readResource(params: ReadResourceRequest['params'], extra: Extra): Promise<ReadResourceResult> {
+  async function readResource(
+    params: ReadResourceRequest['params'],
+    extra: Extra,
+  ): Promise<ReadResourceResult> {
     const uri = params.uri;
     const u = await owner(uri);
     const parts = resourceCheck(u.name, uri, u.cfg.resourcesAction);
     const v = await decide(parts, `reading ${uri}`, approvalOf(params._meta), undefined, extra);
     if ('content' in v) throw asError(v);
-    return forward(u, parts, v, { method: 'resources/read', target: uri }, extra, (signal) => u.readResource(uri, signal));
+    return forward(u, parts, v, { method: 'resources/read', target: uri }, extra, (signal) =>
+      u.readResource(uri, signal),
+    );
   }
 
   async function getPrompt(params: GetPromptRequest['params'], extra: Extra): Promise<GetPromptResult> {
@@ -268,7 +298,8 @@ export function createFront(o: FrontOptions): Front {
         remember(key, v.approvalId);
         if (rule?.onApproval !== 'hold') return approvalNeeded(capital(what), v);
         const state = await hold(v, rule.approvalTimeoutMs, extra);
-        if (state.status !== 'APPROVED' && state.status !== 'DENIED') return approvalNeeded(capital(what), v, state);
+        if (state.status !== 'APPROVED' && state.status !== 'DENIED')
+          return approvalNeeded(capital(what), v, state);
         v = await o.checker.check(parts, v.approvalId);
         if (v.decision === 'APPROVAL_REQUIRED') {
           if (v.approvalId) remember(key, v.approvalId);
@@ -276,7 +307,10 @@ export function createFront(o: FrontOptions): Front {
         }
       }
     } catch (err) {
-      o.logger.warn({ error: (err as Error).message, action: parts.action }, 'MCP call not checked; not forwarded');
+      o.logger.warn(
+        { error: (err as Error).message, action: parts.action },
+        'MCP call not checked; not forwarded',
+      );
       return undecided(what, (err as Error).message);
     }
     if (v.decision === 'ALLOW') {
@@ -366,7 +400,8 @@ export function createFront(o: FrontOptions): Front {
       ...(bytes !== undefined ? { resultBytes: bytes } : {}),
     });
     o.onCall?.(u.name, v.decision, outcome);
-    if (error !== undefined) throw error instanceof McpError ? error : new McpError(ErrorCode.InternalError, String(error));
+    if (error !== undefined)
+      throw error instanceof McpError ? error : new McpError(ErrorCode.InternalError, String(error));
     return result!;
   }
 
@@ -403,7 +438,9 @@ function methodOnly<S>(schema: S): S {
 }
 
 function valid<T>(
-  schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { message: string } } },
+  schema: {
+    safeParse(v: unknown): { success: true; data: T } | { success: false; error: { message: string } };
+  },
   req: unknown,
 ): T {
   const r = schema.safeParse(req);

@@ -170,7 +170,9 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
       const decision = v.raw as CheckOutcome;
       const now = deps.clock();
       try {
-        await deps.enforcer.appendRecord(outcomeRecord(decision, parts, out, newSortableId('audit', now), now));
+        await deps.enforcer.appendRecord(
+          outcomeRecord(decision, parts, out, newSortableId('audit', now), now),
+        );
       } catch (err) {
         log.warn(
           { decision_audit_id: v.auditId, error: (err as Error).message },
@@ -182,9 +184,16 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
 
   const open = async (token: string): Promise<Session> => {
     if (deps.enforcer.approvalView.revision === 0)
-      throw new HttpError(503, 'the sidecar has no replica yet (waiting for its first sync); try again shortly');
+      throw new HttpError(
+        503,
+        'the sidecar has no replica yet (waiting for its first sync); try again shortly',
+      );
     const v = deps.enforcer.tokenVerifier.verify(token, deps.enforcer.approvalView.publicKey);
-    if (!v.ok) throw new HttpError(401, `the bearer token does not verify (${v.reason}): present the agent's ACT token`);
+    if (!v.ok)
+      throw new HttpError(
+        401,
+        `the bearer token does not verify (${v.reason}): present the agent's ACT token`,
+      );
     if (sessions.size >= config.limits.maxSessions) {
       const idlest = [...sessions.values()].sort((a, b) => a.lastSeenMs - b.lastSeenMs)[0];
       if (idlest) await close(idlest, 'session limit reached (limits.max_sessions)');
@@ -240,7 +249,8 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
     void (async () => {
       try {
         const url = new URL(req.url ?? '/', 'http://localhost');
-        if (url.pathname !== MCP_PATH) throw new HttpError(404, `no route for ${url.pathname}; MCP is served at ${MCP_PATH}`);
+        if (url.pathname !== MCP_PATH)
+          throw new HttpError(404, `no route for ${url.pathname}; MCP is served at ${MCP_PATH}`);
         if (stopping) throw new HttpError(503, 'the sidecar is shutting down');
         const origin = req.headers.origin;
         if (origin !== undefined && !config.allowedOrigins.includes(origin))
@@ -255,7 +265,8 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
           const s = sessions.get(sid);
           if (!s) throw new HttpError(404, 'Session not found', -32001);
           const d = digestOf(token);
-          if (!timingSafeEqual(d, s.digest)) throw new HttpError(403, 'this MCP session was opened with another token');
+          if (!timingSafeEqual(d, s.digest))
+            throw new HttpError(403, 'this MCP session was opened with another token');
           s.lastSeenMs = Date.now();
           if (req.method === 'GET') {
             s.streams++;
@@ -265,7 +276,8 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
           await s.transport.handleRequest(req, res, body);
           return;
         }
-        if (req.method !== 'POST') throw new HttpError(400, 'Bad Request: Mcp-Session-Id header is required', -32000);
+        if (req.method !== 'POST')
+          throw new HttpError(400, 'Bad Request: Mcp-Session-Id header is required', -32000);
         const body = await readBody(req, config.limits.maxMessageBytes);
         if (!isInitializeRequest(body))
           throw new HttpError(400, 'Bad Request: no session: the first request is initialize', -32600);
@@ -287,7 +299,8 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
     server.listen(deps.port, deps.host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  for (const h of ['127.0.0.1', 'localhost', '[::1]', deps.host]) allowedHosts.add(`${h}:${port}`.toLowerCase());
+  for (const h of ['127.0.0.1', 'localhost', '[::1]', deps.host])
+    allowedHosts.add(`${h}:${port}`.toLowerCase());
 
   const sweep = setInterval(() => {
     const cutoff = Date.now() - config.limits.sessionIdleMs;
@@ -354,7 +367,11 @@ class HttpError extends Error {
       res.destroy();
       return;
     }
-    const body = JSON.stringify({ jsonrpc: '2.0', error: { code: this.rpcCode, message: this.message }, id: null });
+    const body = JSON.stringify({
+      jsonrpc: '2.0',
+      error: { code: this.rpcCode, message: this.message },
+      id: null,
+    });
     const headers: Record<string, string | number> = {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(body),
@@ -367,7 +384,10 @@ class HttpError extends Error {
 
 /** A POST body as parsed JSON: 415 for another media type, 413 past the bound, 400 (-32700) for bad JSON. */
 async function readBody(req: http.IncomingMessage, max: number): Promise<unknown> {
-  const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  const type = String(req.headers['content-type'] ?? '')
+    .split(';')[0]!
+    .trim()
+    .toLowerCase();
   if (type !== 'application/json')
     throw new HttpError(415, 'Unsupported Media Type: Content-Type must be application/json');
   if (Number(req.headers['content-length'] ?? 0) > max)

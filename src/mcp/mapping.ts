@@ -75,7 +75,11 @@ export function promptCheck(
   return {
     action,
     resource: `${server}.${prompt}`,
-    context: { mcp: { server, prompt }, arguments: shorten(structuredClone(args)), arguments_sha256: argumentsHash(args) },
+    context: {
+      mcp: { server, prompt },
+      arguments: shorten(structuredClone(args)),
+      arguments_sha256: argumentsHash(args),
+    },
   };
 }
 
@@ -113,8 +117,7 @@ function contextArguments(args: Record<string, unknown>, rule: ToolRule): Record
 
 /** Long strings become "[N characters omitted]"; the context stays small, the hash binds them. */
 function shorten(v: unknown): unknown {
-  if (typeof v === 'string')
-    return v.length > MAX_CONTEXT_STRING ? `[${v.length} characters omitted]` : v;
+  if (typeof v === 'string') return v.length > MAX_CONTEXT_STRING ? `[${v.length} characters omitted]` : v;
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) v[i] = shorten(v[i]);
     return v;
@@ -122,7 +125,12 @@ function shorten(v: unknown): unknown {
   if (typeof v === 'object' && v !== null) {
     const o = v as Record<string, unknown>;
     for (const k of Object.keys(o))
-      Object.defineProperty(o, k, { value: shorten(o[k]), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(o, k, {
+        value: shorten(o[k]),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     return o;
   }
   return v;

@@ -11,7 +11,11 @@ import type { AuditRecord } from '../gen/act/v1/admin';
 import type { CallOutcome } from './checker';
 import type { CheckParts } from './mapping';
 
-const TARGET_KEY: Record<string, string> = { 'tools/call': 'tool', 'resources/read': 'uri', 'prompts/get': 'prompt' };
+const TARGET_KEY: Record<string, string> = {
+  'tools/call': 'tool',
+  'resources/read': 'uri',
+  'prompts/get': 'prompt',
+};
 
 export function outcomeRecord(
   decision: CheckOutcome,

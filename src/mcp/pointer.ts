@@ -12,7 +12,8 @@ export type Pointer = readonly string[];
  */
 export function parsePointer(text: string): Pointer {
   if (text === '') return [];
-  if (!text.startsWith('/')) throw new Error(`${JSON.stringify(text)} is not a JSON pointer (it starts with /)`);
+  if (!text.startsWith('/'))
+    throw new Error(`${JSON.stringify(text)} is not a JSON pointer (it starts with /)`);
   return text
     .slice(1)
     .split('/')

@@ -106,7 +106,10 @@ export class Upstream {
   }
 
   private unavailable(why: string): McpError {
-    return new McpError(ErrorCode.ConnectionClosed, `upstream MCP server ${this.name} is unavailable: ${why}`);
+    return new McpError(
+      ErrorCode.ConnectionClosed,
+      `upstream MCP server ${this.name} is unavailable: ${why}`,
+    );
   }
 
   private transport(): Transport {
@@ -134,9 +137,11 @@ export class Upstream {
     client.onclose = () => {
       if (this.client !== client) return;
       this.client = undefined;
-      if (!this.closed) log.warn({ server: this.name }, 'upstream MCP connection closed; reconnecting on next use');
+      if (!this.closed)
+        log.warn({ server: this.name }, 'upstream MCP connection closed; reconnecting on next use');
     };
-    client.onerror = (err) => log.debug({ server: this.name, err: { message: err.message } }, 'upstream MCP transport error');
+    client.onerror = (err) =>
+      log.debug({ server: this.name, err: { message: err.message } }, 'upstream MCP transport error');
     let timer: NodeJS.Timeout | undefined;
     try {
       const connecting = client.connect(transport, { timeout: this.cfg.connectTimeoutMs });
@@ -177,7 +182,11 @@ export class Upstream {
     delete this.lists.templates;
     delete this.lists.prompts;
     log.info(
-      { server: this.name, upstream: client.getServerVersion()?.name ?? '', transport: this.transportCfg.kind },
+      {
+        server: this.name,
+        upstream: client.getServerVersion()?.name ?? '',
+        transport: this.transportCfg.kind,
+      },
       'upstream MCP server connected',
     );
     return client;
@@ -296,7 +305,10 @@ export class Upstream {
   async callTool(
     name: string,
     args: Record<string, unknown>,
-    opts: { signal: AbortSignal; onprogress?: (p: { progress: number; total?: number; message?: string }) => void },
+    opts: {
+      signal: AbortSignal;
+      onprogress?: (p: { progress: number; total?: number; message?: string }) => void;
+    },
   ): Promise<CallToolResult> {
     const c = await this.connect();
     try {
@@ -329,7 +341,10 @@ export class Upstream {
   private failure(err: unknown): McpError {
     if (err instanceof McpError) {
       if (err.code === ErrorCode.RequestTimeout)
-        return new McpError(ErrorCode.RequestTimeout, `upstream MCP server ${this.name} did not answer in time (${bare(err)})`);
+        return new McpError(
+          ErrorCode.RequestTimeout,
+          `upstream MCP server ${this.name} did not answer in time (${bare(err)})`,
+        );
       if (err.code === ErrorCode.ConnectionClosed) return this.unavailable(bare(err));
       return new McpError(err.code, `${this.name}: ${bare(err)}`, err.data);
     }

@@ -12,9 +12,10 @@
  * → the protocol's error, and the gateway still serves.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { futureTime, type Rest } from '../support/control-plane-helpers';
+import type { Rest } from '../support/control-plane-helpers';
 import { startBillingServer, type BillingServer } from '../support/mcp-billing';
 import {
   EVERYTHING,
@@ -74,7 +75,10 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     payer = { token: tok.token, tokenId: tok.token_id, agentId: agent.agent_id };
 
     const readerAgent = await fx.createAgent(api, { name: 'mcp read-only agent' });
-    const readerPolicy = await fx.createPolicy(api, { name: 'balances only', capabilities: ['read:account_balance'] });
+    const readerPolicy = await fx.createPolicy(api, {
+      name: 'balances only',
+      capabilities: ['read:account_balance'],
+    });
     const rt = await fx.issue(api, readerAgent.agent_id, [readerPolicy.policy_id]);
     reader = { token: rt.token, tokenId: rt.token_id };
 
@@ -131,7 +135,10 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     // Not granted: hidden (the everything server has a dozen more tools).
     assert.ok(!list.includes('everything.get-sum'), list.join(', '));
     assert.ok(!list.includes('everything.get-env'), list.join(', '));
-    assert.ok(list.every((n) => n.startsWith('billing.') || n.startsWith('everything.')), list.join(', '));
+    assert.ok(
+      list.every((n) => n.startsWith('billing.') || n.startsWith('everything.')),
+      list.join(', '),
+    );
 
     const r = await clients.connect(sc.mcpUrl, reader.token);
     assert.deepEqual(await names(r), ['billing.get_balance']);
@@ -162,7 +169,11 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     assert.equal(res.isError, undefined, textOf(res));
     assert.match(textOf(res), /create_transaction tx_\d+ 500 on acct_1/);
     const got = billing.callsOf('create_transaction').at(-1)!;
-    assert.deepEqual(got.args, args, 'the upstream gets the arguments as sent (redaction is for the audit trail)');
+    assert.deepEqual(
+      got.args,
+      args,
+      'the upstream gets the arguments as sent (redaction is for the audit trail)',
+    );
 
     const records = await waitFor('decision and outcome records at the control plane', async () => {
       const all = await auditOf(api, payer.agentId);
@@ -181,7 +192,10 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     assert.equal(decision.context.arguments.card_number, '[redacted]');
     assert.equal(decision.context.mcp.server, 'billing');
     assert.match(decision.context.arguments_sha256, /^[0-9a-f]{64}$/);
-    assert.ok(!JSON.stringify(decision).includes('4111111111111111'), 'no card number in the decision record');
+    assert.ok(
+      !JSON.stringify(decision).includes('4111111111111111'),
+      'no card number in the decision record',
+    );
     assert.ok(!JSON.stringify(outcome).includes('4111111111111111'), 'no card number in the outcome record');
     assert.equal(outcome.context.mcp.outcome, 'ok');
     assert.equal(outcome.action, 'create:transaction');
@@ -203,7 +217,11 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     const approval = await pendingApproval(api, payer.tokenId, 'acct_2');
     await waitFor('a progress notification while held', async () => (progress.length > 0 ? true : undefined));
     assert.match(progress[0]!, new RegExp(`waiting for a human to approve ${approval.approval_id}`));
-    assert.equal(billing.callsOf('create_transaction').length, before, 'nothing reached the upstream while held');
+    assert.equal(
+      billing.callsOf('create_transaction').length,
+      before,
+      'nothing reached the upstream while held',
+    );
     assert.equal(approval.action, 'create:transaction');
     assert.equal(approval.context.arguments.amount, 5000, 'the approver sees the arguments');
 
@@ -220,7 +238,11 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     // A replay with the used approval (from another session) is not executed: a new approval is asked.
     const other = await clients.connect(sc.mcpUrl, payer.token);
     const replay = other.callTool(
-      { name: 'billing.create_transaction', arguments: args, _meta: { 'act.dev/approval_id': approval.approval_id } },
+      {
+        name: 'billing.create_transaction',
+        arguments: args,
+        _meta: { 'act.dev/approval_id': approval.approval_id },
+      },
       undefined,
       { timeout: 60_000, resetTimeoutOnProgress: true },
     );
@@ -231,7 +253,11 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     const denied = await replay;
     assert.equal(denied.isError, true);
     assert.equal(decisionOf(denied)?.reason_code, 'APPROVAL_DENIED', textOf(denied));
-    assert.equal(billing.callsOf('create_transaction').length, before + 1, 'the replay never reached the upstream');
+    assert.equal(
+      billing.callsOf('create_transaction').length,
+      before + 1,
+      'the replay never reached the upstream',
+    );
   });
 
   it('create_refund (on_approval: return) answers at once with the approval id; the grant binds the exact arguments', async function () {
@@ -270,7 +296,10 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
 
   it('a condition on the arguments denies with the rule (context.arguments.amount)', async function () {
     const c = await clients.connect(sc.mcpUrl, payer.token);
-    const res = await c.callTool({ name: 'billing.create_transaction', arguments: { account_id: 'acct_4', amount: 60000 } });
+    const res = await c.callTool({
+      name: 'billing.create_transaction',
+      arguments: { account_id: 'acct_4', amount: 60000 },
+    });
     assert.equal(res.isError, true);
     assert.equal(decisionOf(res)?.reason_code, 'CONDITION_FAILED');
     assert.match(textOf(res), /context\.arguments\.amount <= 50000/);
@@ -359,7 +388,12 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     assert.match(String(noBearer.headers.get('www-authenticate')), /^Bearer/);
     const badToken = await rawPost(
       sc.mcpUrl,
-      JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+      }),
       { authorization: `Bearer act_${'A'.repeat(60)}.${'B'.repeat(40)}` },
     );
     assert.equal(badToken.status, 401, badToken.text);
@@ -370,7 +404,11 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     const c = await clients.connect(sc.mcpUrl, payer.token);
     const sid = (c.transport as unknown as { sessionId: string }).sessionId;
     const session = { ...auth, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' };
-    const badParams = await rawPost(sc.mcpUrl, '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":5}}', session);
+    const badParams = await rawPost(
+      sc.mcpUrl,
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":5}}',
+      session,
+    );
     assert.equal(badParams.json.error.code, -32602, badParams.text);
     const unknown = await rawPost(sc.mcpUrl, '{"jsonrpc":"2.0","id":8,"method":"no/such"}', session);
     assert.equal(unknown.json.error.code, -32601, unknown.text);
@@ -412,7 +450,11 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     const res = await c.callTool({ name: 'billing.echo', arguments: { text: 'two' } });
     assert.equal(res.isError, true);
     assert.equal(decisionOf(res)?.reason_code, 'TOKEN_REVOKED');
-    assert.equal(billing.callsOf('echo').length, before + 1, 'the call after the revocation never reached the upstream');
+    assert.equal(
+      billing.callsOf('echo').length,
+      before + 1,
+      'the call after the revocation never reached the upstream',
+    );
   });
 
   it('a policy change shows up in tools/list with list_changed', async function () {
@@ -436,13 +478,26 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
   it('a bad config stops the sidecar at start with one line naming the field', async function () {
     const dir = fx.dir('mcp-bad');
     const file = `${dir}/mcp.yaml`;
-    require('node:fs').writeFileSync(
+    writeFileSync(
       file,
       'servers:\n  billing:\n    url: http://127.0.0.1:1/mcp\n    tools:\n      create_transaction:\n        on_approval: wait\n',
     );
     const p = spawnAct(
-      ['sidecar', '--grpc-addr', '127.0.0.1:0', '--http-addr', '127.0.0.1:0', '--data-dir', `${dir}/data`,
-        '--control-plane', `127.0.0.1:${cp.grpcPort}`, '--mcp-config', file, '--mcp-addr', '127.0.0.1:0'],
+      [
+        'sidecar',
+        '--grpc-addr',
+        '127.0.0.1:0',
+        '--http-addr',
+        '127.0.0.1:0',
+        '--data-dir',
+        `${dir}/data`,
+        '--control-plane',
+        `127.0.0.1:${cp.grpcPort}`,
+        '--mcp-config',
+        file,
+        '--mcp-addr',
+        '127.0.0.1:0',
+      ],
       { ACT_SIDECAR_KEY: cp.adminKey },
     );
     const code = await new Promise<number | null>((r) => p.child.once('exit', (c) => r(c)));
@@ -458,7 +513,10 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     });
     const line = lines.find((l) => l.includes('on_approval'));
     assert.ok(line, p.output.join('\n'));
-    assert.match(line, /servers\.billing\.tools\.create_transaction\.on_approval: expected "hold" or "return", got "wait"/);
+    assert.match(
+      line,
+      /servers\.billing\.tools\.create_transaction\.on_approval: expected "hold" or "return", got "wait"/,
+    );
     assert.match(line, /--mcp-config \/ ACT_MCP_CONFIG/);
   });
 
@@ -486,5 +544,3 @@ async function pendingApproval(api: Rest, tokenId: string, resource: string, not
     );
   });
 }
-
-void futureTime;

@@ -88,7 +88,10 @@ function billingServer(calls: BillingCall[]): Server {
       case 'create_refund':
         return {
           content: [
-            { type: 'text', text: `${req.params.name} tx_${calls.length} ${String(args.amount)} on ${String(args.account_id)}` },
+            {
+              type: 'text',
+              text: `${req.params.name} tx_${calls.length} ${String(args.amount)} on ${String(args.account_id)}`,
+            },
           ],
         };
       case 'slow_op':
@@ -117,9 +120,11 @@ export async function startBillingServer(port = 0): Promise<BillingServer> {
       let t = typeof sid === 'string' ? transports.get(sid) : undefined;
       if (!t) {
         if (req.method !== 'POST' || !isInitializeRequest(body)) {
-          res.writeHead(400, { 'content-type': 'application/json' }).end(
-            JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message: 'no session' }, id: null }),
-          );
+          res
+            .writeHead(400, { 'content-type': 'application/json' })
+            .end(
+              JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message: 'no session' }, id: null }),
+            );
           return;
         }
         const created = new StreamableHTTPServerTransport({
