@@ -62,7 +62,6 @@ export interface FrontOptions {
   /** Tool and prompt names as "<server>.<name>" (the gateway); as they are (the wrapper). */
   namespaced: boolean;
   checker: CallChecker;
-  maxResultBytes: number;
   progressIntervalMs: number;
   logger: Logger;
   /** Called once per answered call (metrics). */
@@ -290,19 +289,21 @@ export function createFront(o: FrontOptions): Front {
     rule: ToolRule | undefined,
     extra: Extra,
   ): Promise<Verdict | ReturnType<typeof denied>> {
-    const key = bindingKey(parts);
+    // The request's binding key, made only when approvals are in play.
+    let k: string | undefined;
+    const key = () => (k ??= bindingKey(parts));
     let v: Verdict;
     try {
-      v = await o.checker.check(parts, explicit ?? memory.get(key) ?? '');
+      v = await o.checker.check(parts, explicit ?? (memory.size > 0 ? memory.get(key()) : undefined) ?? '');
       if (v.decision === 'APPROVAL_REQUIRED' && v.approvalId) {
-        remember(key, v.approvalId);
+        remember(key(), v.approvalId);
         if (rule?.onApproval !== 'hold') return approvalNeeded(capital(what), v);
         const state = await hold(v, rule.approvalTimeoutMs, extra);
         if (state.status !== 'APPROVED' && state.status !== 'DENIED')
           return approvalNeeded(capital(what), v, state);
         v = await o.checker.check(parts, v.approvalId);
         if (v.decision === 'APPROVAL_REQUIRED') {
-          if (v.approvalId) remember(key, v.approvalId);
+          if (v.approvalId) remember(key(), v.approvalId);
           return approvalNeeded(capital(what), v);
         }
       }
@@ -314,10 +315,10 @@ export function createFront(o: FrontOptions): Front {
       return undecided(what, (err as Error).message);
     }
     if (v.decision === 'ALLOW') {
-      if (v.approvalId) memory.delete(key);
+      if (v.approvalId) memory.delete(key());
       return v;
     }
-    memory.delete(key);
+    if (memory.size > 0) memory.delete(key());
     if (v.decision === 'APPROVAL_REQUIRED') return approvalNeeded(capital(what), v);
     return denied(what, parts.action, parts.resource, v);
   }
@@ -370,34 +371,30 @@ export function createFront(o: FrontOptions): Front {
     let outcome: CallOutcome['outcome'] = 'ok';
     let error: unknown;
     let result: T | undefined;
-    let bytes: number | undefined;
     try {
+      // The upstream transport bounds what it reads (limits.max_result_bytes).
       result = await send(extra.signal);
-      bytes = Buffer.byteLength(JSON.stringify(result));
-      if (bytes > o.maxResultBytes) {
-        outcome = 'result_too_large';
-        error = new McpError(
-          ErrorCode.InternalError,
-          `${u.name} answered with ${bytes} bytes; the gateway passes on at most ${o.maxResultBytes} (limits.max_result_bytes)`,
-        );
-      } else if ((result as { isError?: boolean }).isError === true) outcome = 'tool_error';
+      if ((result as { isError?: boolean }).isError === true) outcome = 'tool_error';
     } catch (err) {
       error = err;
       outcome = extra.signal.aborted
         ? 'cancelled'
         : err instanceof McpError && err.code === ErrorCode.RequestTimeout
           ? 'timeout'
-          : 'upstream_error';
+          : /larger than \d+ bytes/.test((err as Error).message)
+            ? 'result_too_large'
+            : 'upstream_error';
     }
     const latencyMs = performance.now() - t0;
-    await o.checker.recordOutcome(parts, v, {
+    // Not awaited: the answer waits for the decision record only (safe before the upstream was
+    // called); the outcome record follows it into the spool, and its failures are logged.
+    void o.checker.recordOutcome(parts, v, {
       outcome,
       latencyMs,
       method: call.method,
       target: call.target,
       server: u.name,
       ...(error ? { error: (error as Error).message.slice(0, 300) } : {}),
-      ...(bytes !== undefined ? { resultBytes: bytes } : {}),
     });
     o.onCall?.(u.name, v.decision, outcome);
     if (error !== undefined)

@@ -11,7 +11,6 @@
 import { randomUUID, createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Clock } from '../common/clock';
@@ -25,6 +24,7 @@ import type { Logger } from '../observability/logger';
 import type { ApprovalState, CallChecker, Verdict } from './checker';
 import type { McpConfig } from './config';
 import { createFront, type Front } from './front';
+import { HttpServerTransport } from './http-server';
 import { outcomeRecord } from './outcome';
 import { Upstream } from './upstream';
 import { visibility } from './visibility';
@@ -60,7 +60,7 @@ export interface McpGateway {
 
 interface Session {
   id: string;
-  transport: StreamableHTTPServerTransport;
+  transport: HttpServerTransport;
   front: Front;
   digest: Buffer;
   tokenId: string;
@@ -84,10 +84,16 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
   const { config, logger } = deps;
   const log = logger.child({ component: 'mcp-gateway' });
   const upstreams = config.servers.map(
-    (s) => new Upstream(s, { logger: log.child({ server: s.name }), stderr: 'log' }),
+    (s) =>
+      new Upstream(s, {
+        logger: log.child({ server: s.name }),
+        stderr: 'log',
+        maxMessageBytes: config.limits.maxResultBytes,
+      }),
   );
   const sessions = new Map<string, Session>();
   let inFlight = 0;
+  const outcomes = new Set<Promise<void>>();
   let idle: (() => void) | undefined;
   let stopping = false;
 
@@ -199,41 +205,40 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
       if (idlest) await close(idlest, 'session limit reached (limits.max_sessions)');
     }
     const abort = new AbortController();
+    const id = randomUUID();
+    const transport = new HttpServerTransport(id);
     const session: Partial<Session> = {
+      id,
+      transport,
       digest: digestOf(token),
       tokenId: v.claims.token_id,
       lastSeenMs: Date.now(),
       streams: 0,
       abort,
     };
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
-      maxRequestBodySize: config.limits.maxMessageBytes,
-      onsessioninitialized: (id) => {
-        session.id = id;
-        sessions.set(id, session as Session);
-        log.info({ session_id: id, token_id: session.tokenId }, 'MCP session opened');
-      },
-    });
     const front = createFront({
       upstreams,
       namespaced: true,
       checker: checkerFor(token, abort.signal),
-      maxResultBytes: config.limits.maxResultBytes,
       progressIntervalMs: config.progressIntervalMs,
       logger: log,
       guard,
       onCall: (server, decision, outcome) => calls?.labels({ server, decision, outcome }).inc(),
     });
+    await front.server.connect(transport);
+    // After connect: the SDK's Server wraps the transport's onclose with its own.
+    const serverClose = transport.onclose;
     transport.onclose = () => {
-      if (session.id !== undefined && sessions.get(session.id) === session) {
-        sessions.delete(session.id);
-        log.info({ session_id: session.id, token_id: session.tokenId }, 'MCP session closed');
+      serverClose?.();
+      if (sessions.get(id) === session) {
+        sessions.delete(id);
+        log.info({ session_id: id, token_id: session.tokenId }, 'MCP session closed');
       }
       abort.abort();
     };
-    await front.server.connect(transport);
-    Object.assign(session, { transport, front });
+    session.front = front;
+    sessions.set(id, session as Session);
+    log.info({ session_id: id, token_id: session.tokenId }, 'MCP session opened');
     return session as Session;
   };
 
@@ -268,12 +273,14 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
           if (!timingSafeEqual(d, s.digest))
             throw new HttpError(403, 'this MCP session was opened with another token');
           s.lastSeenMs = Date.now();
-          if (req.method === 'GET') {
+          if (req.method === 'POST')
+            s.transport.post(req, res, await readBody(req, config.limits.maxMessageBytes));
+          else if (req.method === 'GET') {
             s.streams++;
             res.once('close', () => s.streams--);
-          }
-          const body = req.method === 'POST' ? await readBody(req, config.limits.maxMessageBytes) : undefined;
-          await s.transport.handleRequest(req, res, body);
+            s.transport.get(req, res);
+          } else if (req.method === 'DELETE') await s.transport.delete(res);
+          else throw new HttpError(405, 'Method not allowed', -32000);
           return;
         }
         if (req.method !== 'POST')
@@ -282,7 +289,7 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
         if (!isInitializeRequest(body))
           throw new HttpError(400, 'Bad Request: no session: the first request is initialize', -32600);
         const s = await open(token);
-        await s.transport.handleRequest(req, res, body);
+        s.transport.post(req, res, body);
       } catch (err) {
         if (err instanceof HttpError) return err.send(res);
         log.error({ err }, 'MCP request failed');
@@ -332,6 +339,7 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
             new Promise<void>((r) => setTimeout(r, STOP_GRACE_MS).unref()),
           ]);
         await Promise.all([...sessions.values()].map((s) => close(s, 'sidecar stopping')));
+        await Promise.all([...outcomes]); // before the sidecar closes its spool
         server.closeAllConnections();
         await Promise.all(upstreams.map((u) => u.close()));
         log.info('mcp gateway stopped');
@@ -393,15 +401,21 @@ async function readBody(req: http.IncomingMessage, max: number): Promise<unknown
   if (Number(req.headers['content-length'] ?? 0) > max)
     throw new HttpError(413, `Payload Too Large: at most ${max} bytes (limits.max_message_bytes)`, -32600);
   const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > max) {
-      req.resume();
-      throw new HttpError(413, `Payload Too Large: at most ${max} bytes (limits.max_message_bytes)`, -32600);
-    }
-    chunks.push(chunk as Buffer);
-  }
+  await new Promise<void>((resolve, reject) => {
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(
+          new HttpError(413, `Payload Too Large: at most ${max} bytes (limits.max_message_bytes)`, -32600),
+        );
+      } else chunks.push(chunk);
+    });
+    req.once('end', () => resolve());
+    req.once('error', reject);
+  });
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch (err) {

@@ -77,7 +77,7 @@ export function promptCheck(
     resource: `${server}.${prompt}`,
     context: {
       mcp: { server, prompt },
-      arguments: shorten(structuredClone(args)),
+      arguments: shorten(copy(args)),
       arguments_sha256: argumentsHash(args),
     },
   };
@@ -103,16 +103,31 @@ function resourceOf(args: Record<string, unknown>, rule: ToolRule): string {
 function contextArguments(args: Record<string, unknown>, rule: ToolRule): Record<string, unknown> {
   let out: Record<string, unknown>;
   if (rule.context === 'none') return {};
-  if (rule.context === 'all') out = structuredClone(args);
+  if (rule.context === 'all') out = copy(args);
   else {
     out = {};
     for (const p of rule.context) {
       const v = getAt(args, p);
-      if (v !== undefined) setAt(out, p, structuredClone(v));
+      if (v !== undefined) setAt(out, p, copy(v));
     }
   }
   for (const p of rule.redact) replaceAt(out, p, REDACTED);
   return shorten(out) as Record<string, unknown>;
+}
+
+/** A deep copy of JSON data (arguments arrive as parsed JSON); keys defined, never assigned. */
+function copy<T>(v: T): T {
+  if (typeof v !== 'object' || v === null) return v;
+  if (Array.isArray(v)) return v.map(copy) as T;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v))
+    Object.defineProperty(out, k, {
+      value: copy((v as Record<string, unknown>)[k]),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  return out as T;
 }
 
 /** Long strings become "[N characters omitted]"; the context stays small, the hash binds them. */

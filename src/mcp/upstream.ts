@@ -7,7 +7,6 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { UriTemplate } from '@modelcontextprotocol/sdk/shared/uriTemplate.js';
 import {
@@ -28,13 +27,12 @@ import { createInterface } from 'node:readline';
 import { VERSION } from '../common/version';
 import type { Logger } from '../observability/logger';
 import type { UpstreamConfig, UpstreamTransport } from './config';
+import { HttpClientTransport } from './http-client';
 
 /** Reconnect attempts are at least this far apart. */
 const RETRY_MS = 1000;
 /** Pages of a list read from one upstream, at most. */
 const MAX_PAGES = 50;
-/** Largest message read from a stdio server. */
-const MAX_STDIO_MESSAGE = 16 * 1024 * 1024;
 
 export type ListKind = 'tools' | 'resources' | 'prompts';
 
@@ -46,6 +44,8 @@ export interface UpstreamOptions {
   transport?: UpstreamTransport;
   /** Environment of a stdio child besides the SDK's safe defaults (HOME, PATH, …). */
   baseEnv?: Record<string, string>;
+  /** Largest message read from the upstream (limits.max_result_bytes). */
+  maxMessageBytes: number;
 }
 
 /** Strips the SDK's "MCP error -32602: " prefix, so a passed-on error is not prefixed twice. */
@@ -115,14 +115,17 @@ export class Upstream {
   private transport(): Transport {
     const t = this.transportCfg;
     if (t.kind === 'http')
-      return new StreamableHTTPClientTransport(new URL(t.url), { requestInit: { headers: t.headers } });
+      return new HttpClientTransport(new URL(t.url), {
+        headers: t.headers,
+        maxBytes: this.opts.maxMessageBytes,
+      });
     const stdio = new StdioClientTransport({
       command: t.command,
       args: t.args,
       env: { ...(this.opts.baseEnv ?? {}), ...t.env },
       ...(t.cwd ? { cwd: t.cwd } : {}),
       stderr: this.opts.stderr === 'inherit' ? 'inherit' : 'pipe',
-      maxBufferSize: MAX_STDIO_MESSAGE,
+      maxBufferSize: this.opts.maxMessageBytes,
     });
     return stdio;
   }

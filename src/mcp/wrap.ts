@@ -118,6 +118,7 @@ export async function runMcpWrap(argv: string[]): Promise<number> {
   const upstream = new Upstream(server, {
     logger: logger.child({ server: server.name }),
     stderr: 'inherit',
+    maxMessageBytes: config.limits.maxResultBytes,
     transport: {
       kind: 'stdio',
       command: args.command[0]!,
@@ -130,7 +131,6 @@ export async function runMcpWrap(argv: string[]): Promise<number> {
     upstreams: [upstream],
     namespaced: false,
     checker: sdkChecker(act, logger),
-    maxResultBytes: config.limits.maxResultBytes,
     progressIntervalMs: config.progressIntervalMs,
     logger,
   });
