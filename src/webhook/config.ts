@@ -3,15 +3,8 @@
  * (`act control-plane --help`): the control plane serves /mutate over HTTPS when
  * --webhook-addr is set.
  */
-import {
-  duration,
-  oneOf,
-  parseHostPort,
-  str,
-  type HostPort,
-  type Specs,
-  type Values,
-} from '../common/options';
+import { duration, oneOf, parseHostPort, str, type HostPort, type Specs, type Values } from '../common/options';
+import { parseConfigMapRef } from './inject';
 
 export interface SecretRef {
   name: string;
@@ -147,6 +140,13 @@ export const WEBHOOK_OPTIONS = {
     default: undefined,
     parse: parseVolumeSource,
     help: "volume source (JSON) for injected sidecars' audit spools that outlives the pod, e.g. a per-node hostPath; the next sidecar on the node for the same agents ships what a deleted pod left. Empty: emptyDir",
+  },
+  sidecarMcpConfigMap: {
+    flag: '--sidecar-mcp-config-map',
+    env: 'ACT_SIDECAR_MCP_CONFIG_MAP',
+    default: undefined,
+    parse: (raw: string, name: string) => (raw.trim() === '' ? undefined : parseConfigMapRef(raw, name)),
+    help: "ConfigMap (in the pod's namespace) with the MCP gateway config of injected sidecars, name[/key] (key default mcp.yaml), for pods without an act.dev/mcp-config annotation; empty: only annotated pods get the gateway",
   },
 } satisfies Specs;
 
