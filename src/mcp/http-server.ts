@@ -13,7 +13,6 @@
 import type http from 'node:http';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import {
-  JSONRPCMessageSchema,
   SUPPORTED_PROTOCOL_VERSIONS,
   type JSONRPCMessage,
   type MessageExtraInfo,
@@ -55,6 +54,26 @@ export function rpcError(
   res.end(body);
 }
 
+/**
+ * The JSON-RPC 2.0 envelope (a request, notification or response). The SDK's Protocol checks
+ * each request's params against its method's schema, so the envelope is all that is checked here.
+ */
+function isMessage(m: unknown): boolean {
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return false;
+  const o = m as Record<string, unknown>;
+  if (o.jsonrpc !== '2.0') return false;
+  const id = o.id;
+  const idOk = typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id));
+  if (typeof o.method === 'string') {
+    if (o.params !== undefined && (typeof o.params !== 'object' || o.params === null)) return false;
+    return id === undefined || idOk;
+  }
+  return (
+    idOk &&
+    ('result' in o ? !('error' in o) && typeof o.result === 'object' && o.result !== null : 'error' in o)
+  );
+}
+
 function isRequest(m: JSONRPCMessage): m is JSONRPCMessage & { id: Id; method: string } {
   return 'method' in m && 'id' in m && m.id !== undefined;
 }
@@ -85,12 +104,9 @@ export class HttpServerTransport implements Transport {
     const raw = Array.isArray(body) ? body : [body];
     if (raw.length === 0 || raw.length > MAX_BATCH)
       return rpcError(res, 400, -32600, `Invalid Request: a batch holds 1-${MAX_BATCH} messages`);
-    const messages: JSONRPCMessage[] = [];
-    for (const m of raw) {
-      const parsed = JSONRPCMessageSchema.safeParse(m);
-      if (!parsed.success) return rpcError(res, 400, -32600, 'Invalid Request: not a JSON-RPC 2.0 message');
-      messages.push(parsed.data);
-    }
+    for (const m of raw)
+      if (!isMessage(m)) return rpcError(res, 400, -32600, 'Invalid Request: not a JSON-RPC 2.0 message');
+    const messages = raw as JSONRPCMessage[];
     const extra: MessageExtraInfo = { requestInfo: { headers: req.headers } };
     const requests = messages.filter(isRequest);
     if (requests.length === 0) {

@@ -3,7 +3,15 @@
  * (`act control-plane --help`): the control plane serves /mutate over HTTPS when
  * --webhook-addr is set.
  */
-import { duration, oneOf, parseHostPort, str, type HostPort, type Specs, type Values } from '../common/options';
+import {
+  duration,
+  oneOf,
+  parseHostPort,
+  str,
+  type HostPort,
+  type Specs,
+  type Values,
+} from '../common/options';
 import { parseConfigMapRef } from './inject';
 
 export interface SecretRef {

@@ -72,12 +72,17 @@ export function parseConfigMapRef(raw: string, name: string): ConfigMapRef {
     key === '.' ||
     key === '..'
   )
-    throw new Error(`${name}: expected <ConfigMap name> or <ConfigMap name>/<key>, got ${JSON.stringify(raw)}`);
+    throw new Error(
+      `${name}: expected <ConfigMap name> or <ConfigMap name>/<key>, got ${JSON.stringify(raw)}`,
+    );
   return { name: map!, key };
 }
 
 /** The pod's MCP gateway config: its annotation, else the default; an error text for a bad annotation. */
-function mcpConfigOf(annotations: Record<string, string>, cfg: InjectionConfig): ConfigMapRef | undefined | string {
+function mcpConfigOf(
+  annotations: Record<string, string>,
+  cfg: InjectionConfig,
+): ConfigMapRef | undefined | string {
   const raw = annotations[ANNOTATION_MCP_CONFIG];
   if (raw === undefined) return cfg.mcpConfigMap;
   if (typeof raw !== 'string') return `annotation ${ANNOTATION_MCP_CONFIG} must be a string`;
@@ -160,7 +165,8 @@ export function review(req: AdmissionRequest, cfg: InjectionConfig): AdmissionRe
   const mcp = mcpConfigOf(annotations, cfg);
   if (typeof mcp === 'string') return deny(req.uid, mcp);
   for (const name of [SIDECAR_VOLUME, SPOOL_VOLUME, ...(mcp ? [MCP_VOLUME] : [])])
-    if (volumes?.some((v) => v?.name === name)) return deny(req.uid, `the pod already has a volume named ${name}`);
+    if (volumes?.some((v) => v?.name === name))
+      return deny(req.uid, `the pod already has a volume named ${name}`);
 
   const patch: JsonPatchOp[] = [];
   // App containers learn where to ask (unless they set it themselves).
@@ -178,7 +184,8 @@ export function review(req: AdmissionRequest, cfg: InjectionConfig): AdmissionRe
   patch.push({ op: 'add', path: '/spec/containers/-', value: sidecarContainer(cfg, agentIds, mcp) });
   const added: Record<string, unknown>[] = [{ name: SIDECAR_VOLUME, emptyDir: {} }];
   if (cfg.spoolVolume) added.push({ name: SPOOL_VOLUME, ...cfg.spoolVolume });
-  if (mcp) added.push({ name: MCP_VOLUME, configMap: { name: mcp.name, items: [{ key: mcp.key, path: mcp.key }] } });
+  if (mcp)
+    added.push({ name: MCP_VOLUME, configMap: { name: mcp.name, items: [{ key: mcp.key, path: mcp.key }] } });
   if (volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: added });
   else for (const v of added) patch.push({ op: 'add', path: '/spec/volumes/-', value: v });
   // The sidecar keeps shipping audit after SIGTERM: the pod must give it the time.

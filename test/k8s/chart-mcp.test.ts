@@ -13,7 +13,9 @@ type Deployment = K8sObject & { spec: { template: { spec: Record<string, any> } 
 
 function injection(objs: K8sObject[]) {
   const pod = find<Deployment>(objs, 'Deployment').spec.template.spec;
-  const env = containerEnv(pod.containers[0], (name) => (name === 'ACT_ADMIN_KEY' ? 'x'.repeat(32) : undefined));
+  const env = containerEnv(pod.containers[0], (name) =>
+    name === 'ACT_ADMIN_KEY' ? 'x'.repeat(32) : undefined,
+  );
   const cfg = parseOptions(CONTROL_PLANE_OPTIONS, pod.containers[0].args.slice(1), env);
   return { env, injection: webhookConfigFromOptions(cfg)!.injection };
 }

@@ -25,7 +25,10 @@ const base: InjectionConfig = {
   probe: 'exec',
 };
 
-function pod(annotations: Record<string, string> = {}, env?: { name: string; value: string }[]): Record<string, unknown> {
+function pod(
+  annotations: Record<string, string> = {},
+  env?: { name: string; value: string }[],
+): Record<string, unknown> {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -71,9 +74,16 @@ describe('sidecar injection: the MCP gateway', () => {
     const sc = sidecarOf(p);
     assert.equal(envOf(sc).ACT_MCP_CONFIG, `${MCP_CONFIG_DIR}/gateway.yaml`);
     assert.equal(envOf(sc).ACT_MCP_ADDR, '127.0.0.1:8712');
-    assert.ok(sc.volumeMounts.some((m: any) => m.name === MCP_VOLUME && m.mountPath === MCP_CONFIG_DIR && m.readOnly === true));
+    assert.ok(
+      sc.volumeMounts.some(
+        (m: any) => m.name === MCP_VOLUME && m.mountPath === MCP_CONFIG_DIR && m.readOnly === true,
+      ),
+    );
     const v = p.spec.volumes.find((x: any) => x.name === MCP_VOLUME);
-    assert.deepEqual(v, { name: MCP_VOLUME, configMap: { name: 'billing-mcp', items: [{ key: 'gateway.yaml', path: 'gateway.yaml' }] } });
+    assert.deepEqual(v, {
+      name: MCP_VOLUME,
+      configMap: { name: 'billing-mcp', items: [{ key: 'gateway.yaml', path: 'gateway.yaml' }] },
+    });
     assert.equal(envOf(p.spec.containers[0]).ACT_MCP_URL, MCP_URL);
     assert.equal(envOf(p.spec.containers[0]).ACT_SIDECAR_GRPC_ADDR, '127.0.0.1:8711');
     assert.equal(res.auditAnnotations?.['mcp-config'], 'billing-mcp/gateway.yaml');
@@ -91,7 +101,10 @@ describe('sidecar injection: the MCP gateway', () => {
   });
 
   it('an app that sets ACT_MCP_URL itself keeps its value', () => {
-    const { pod: p } = inject(base, pod({ 'act.dev/mcp-config': 'm' }, [{ name: 'ACT_MCP_URL', value: 'http://elsewhere/mcp' }]));
+    const { pod: p } = inject(
+      base,
+      pod({ 'act.dev/mcp-config': 'm' }, [{ name: 'ACT_MCP_URL', value: 'http://elsewhere/mcp' }]),
+    );
     const app = p.spec.containers[0];
     assert.equal(app.env.filter((e: any) => e.name === 'ACT_MCP_URL').length, 1);
     assert.equal(envOf(app).ACT_MCP_URL, 'http://elsewhere/mcp');
