@@ -93,6 +93,9 @@ export function createFront(o: FrontOptions): Front {
   const byName = new Map(o.upstreams.map((u) => [u.name, u]));
   const guard = o.guard ?? (<T>(fn: () => Promise<T>) => fn());
   const memory = new Map<string, string>();
+  // Progress notifications already sent per held request: relayed upstream progress continues
+  // after them (a progress value must increase).
+  const sentProgress = new Map<Extra['requestId'], number>();
   // What the client was last shown, per list: a fingerprint (undefined until it asked).
   const shown: { tools?: string; resources?: string; prompts?: string } = {};
 
@@ -148,7 +151,7 @@ export function createFront(o: FrontOptions): Front {
     }
   };
 
-  server.setRequestHandler(ListToolsRequestSchema, async () => {
+  server.setRequestHandler(methodOnly(ListToolsRequestSchema), async () => {
     const lists = await Promise.all(
       o.upstreams.map((u) => settle(u, 'tools/list', () => u.tools(), u.cachedTools)),
     );
@@ -157,7 +160,7 @@ export function createFront(o: FrontOptions): Front {
     return { tools };
   });
 
-  server.setRequestHandler(ListResourcesRequestSchema, async () => {
+  server.setRequestHandler(methodOnly(ListResourcesRequestSchema), async () => {
     const vis = listsVisible('resources');
     shown.resources = fingerprint(vis);
     const lists = await Promise.all(
@@ -166,7 +169,7 @@ export function createFront(o: FrontOptions): Front {
     return { resources: lists.flat() };
   });
 
-  server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => {
+  server.setRequestHandler(methodOnly(ListResourceTemplatesRequestSchema), async () => {
     const vis = listsVisible('resources');
     const lists = await Promise.all(
       o.upstreams.map((u, i) =>
@@ -176,7 +179,7 @@ export function createFront(o: FrontOptions): Front {
     return { resourceTemplates: lists.flat() };
   });
 
-  server.setRequestHandler(ListPromptsRequestSchema, async () => {
+  server.setRequestHandler(methodOnly(ListPromptsRequestSchema), async () => {
     const vis = listsVisible('prompts');
     shown.prompts = fingerprint(vis);
     const lists = await Promise.all(
@@ -226,12 +229,14 @@ export function createFront(o: FrontOptions): Front {
     const what = `the call to ${name}`;
 
     const v = await decide(parts, what, approvalOf(_meta), rule, extra);
+    const base = sentProgress.get(extra.requestId) ?? 0;
+    sentProgress.delete(extra.requestId);
     if ('content' in v) {
       o.onCall?.(r.u.name, decisionOf(v), 'not_sent');
       return v;
     }
     return forward(r.u, parts, v, { method: 'tools/call', target: r.name }, extra, async (signal) => {
-      const relay = progressRelay(extra);
+      const relay = progressRelay(extra, base);
       return r.u.callTool(r.name, args, { signal, ...(relay ? { onprogress: relay } : {}) });
     });
   }
@@ -332,18 +337,19 @@ export function createFront(o: FrontOptions): Front {
   /** Waits for a human, with a progress notification every interval when the client asked for progress. */
   async function hold(v: Verdict, timeoutMs: number, extra: Extra): Promise<ApprovalState> {
     const token = extra._meta?.progressToken;
-    let n = 0;
+    let n = sentProgress.get(extra.requestId) ?? 0;
     const started = Date.now();
     const send = () => {
       if (token === undefined) return;
       const waited = Math.round((Date.now() - started) / 1000);
+      sentProgress.set(extra.requestId, ++n);
       // Deliberately not awaited: a lost progress message must not end the wait.
       void extra
         .sendNotification({
           method: 'notifications/progress',
           params: {
             progressToken: token,
-            progress: ++n,
+            progress: n,
             message: `waiting for a human to approve ${v.approvalId} (${v.details.rule ?? v.reason}); ${waited} s so far`,
           },
         })
@@ -490,7 +496,7 @@ function asError(r: ReturnType<typeof denied>): McpError {
 }
 
 /** Passes the upstream's progress to the agent, under the agent's own progress token. */
-function progressRelay(extra: Extra) {
+function progressRelay(extra: Extra, base: number) {
   const token = extra._meta?.progressToken;
   if (token === undefined) return undefined;
   return (p: { progress: number; total?: number; message?: string }) => {
@@ -500,8 +506,8 @@ function progressRelay(extra: Extra) {
         method: 'notifications/progress',
         params: {
           progressToken: token,
-          progress: p.progress,
-          ...(p.total !== undefined ? { total: p.total } : {}),
+          progress: base + p.progress,
+          ...(p.total !== undefined ? { total: base + p.total } : {}),
           ...(p.message !== undefined ? { message: p.message } : {}),
         },
       })

@@ -13,6 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import net from 'node:net';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { Rest } from '../support/control-plane-helpers';
@@ -39,6 +40,7 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
   let billing: BillingServer;
   let sc: GatewaySidecar;
   let downPort: number;
+  let hang: net.Server;
   let payer: { token: string; tokenId: string; agentId: string };
   let reader: { token: string; tokenId: string };
 
@@ -47,6 +49,9 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     api = restClient(cp.url, cp.adminKey);
     billing = await startBillingServer();
     downPort = await freePort();
+    // Accepts connections and never answers: an upstream that hangs.
+    hang = net.createServer(() => undefined);
+    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', () => r()));
 
     const agent = await fx.createAgent(api, { name: 'mcp billing agent' });
     const policy = await fx.createPolicy(api, {
@@ -60,6 +65,8 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
         'call:everything.echo',
         'call:everything.trigger-long-running-operation',
         'call:down.anything',
+        'call:hang.anything',
+        'call:billing.big',
         'read:mcp_resource',
       ],
       conditions: [{ expression: 'context.arguments.amount <= 50000', actions: ['create:transaction'] }],
@@ -105,7 +112,13 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
           connect_timeout: '2s',
           tools: { anything: { action: 'call:down.anything' } },
         },
+        hang: {
+          url: `http://127.0.0.1:${(hang.address() as net.AddressInfo).port}/mcp`,
+          connect_timeout: '1s',
+          tools: { anything: { action: 'call:hang.anything' } },
+        },
       },
+      limits: { max_result_bytes: 65536 },
       approvals: { progress_interval: '200ms' },
     });
     await waitSynced(cp, sc);
@@ -115,6 +128,7 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     await clients.closeAll();
     await fx.teardown();
     await billing?.close();
+    hang?.close();
   });
 
   const names = async (c: Client) => (await c.listTools()).tools.map((t) => t.name).sort();
@@ -359,6 +373,38 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
       ),
     );
     assert.equal(outcome.context.mcp.outcome, 'upstream_error');
+  });
+
+  it('an upstream that accepts connections and never answers: a clean error within connect_timeout', async function () {
+    const c = await clients.connect(sc.mcpUrl, payer.token);
+    const t0 = Date.now();
+    const err = await c.callTool({ name: 'hang.anything', arguments: {} }).then(
+      () => assert.fail('expected an error'),
+      (e: McpError) => e,
+    );
+    assert.equal(err.code, -32000, err.message);
+    assert.match(err.message, /upstream MCP server hang is unavailable/);
+    assert.ok(Date.now() - t0 < 10_000, `answered after ${Date.now() - t0} ms`);
+    // tools/list does not hang on it either.
+    assert.ok((await names(c)).includes('billing.echo'));
+  });
+
+  it('an upstream answer over limits.max_result_bytes is refused, not passed on', async function () {
+    const c = await clients.connect(sc.mcpUrl, payer.token);
+    const ok = await c.callTool({ name: 'billing.big', arguments: { bytes: 1000 } });
+    assert.equal(textOf(ok).length, 1000);
+    const err = await c.callTool({ name: 'billing.big', arguments: { bytes: 200_000 } }).then(
+      () => assert.fail('expected an error'),
+      (e: McpError) => e,
+    );
+    assert.match(err.message, /larger than 65536 bytes/);
+    const outcome = await waitFor('the outcome record', async () =>
+      (await auditOf(api, payer.agentId)).find(
+        (x) => x.context?.mcp?.record === 'outcome' && x.context.mcp.outcome === 'result_too_large',
+      ),
+    );
+    assert.equal(outcome.context.mcp.tool, 'big');
+    assert.equal(textOf(await c.callTool({ name: 'billing.echo', arguments: { text: 'next' } })), 'next');
   });
 
   it('an upstream that is slow: RequestTimeout within the configured timeout (2s), not a hung agent', async function () {

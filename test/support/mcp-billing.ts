@@ -69,6 +69,11 @@ export const BILLING_TOOLS: Tool[] = [
     inputSchema: { type: 'object', properties: { ms: { type: 'number' } } },
   },
   {
+    name: 'big',
+    description: 'Answers with `bytes` bytes of text',
+    inputSchema: { type: 'object', properties: { bytes: { type: 'number' } } },
+  },
+  {
     name: 'echo',
     description: 'Returns its text',
     inputSchema: { type: 'object', properties: { text: { type: 'string' } } },
@@ -97,6 +102,8 @@ function billingServer(calls: BillingCall[]): Server {
       case 'slow_op':
         await new Promise((r) => setTimeout(r, Number(args.ms ?? 0)));
         return { content: [{ type: 'text', text: 'done' }] };
+      case 'big':
+        return { content: [{ type: 'text', text: 'x'.repeat(Number(args.bytes ?? 0)) }] };
       case 'echo':
         return { content: [{ type: 'text', text: String(args.text ?? '') }] };
       default:
