@@ -4,8 +4,10 @@
  * audit durability os and disk. Through the gateway a call is one check on the sidecar's
  * Enforcer (decision record safe), the upstream call, and the outcome record (safe) before the
  * answer. The upstream server and the client each run in their own process (this file, in the
- * roles `upstream` and `load`); the client is the official SDK's Client, one session, calls at 1
- * and 16 in flight. Best of 2 interleaved rounds (1 quick).
+ * roles `upstream` and `load`); the client is the official SDK's Client, one session per target.
+ * At 1 in flight the targets' calls alternate one by one, so on a shared machine each sees the
+ * same load and the difference is the gateway's; at 16 in flight one target runs at a time.
+ * Best of 2 rounds (1 quick).
  *
  * Run standalone with `npx tsx bench/mcp.bench.ts [--quick]` (after `npm run build`).
  */
@@ -36,8 +38,8 @@ import { ADMIN_KEY } from './lib/procs';
 export const describe =
   'tools/call of a trivial upstream tool (echo, Streamable HTTP) made by the official SDK Client directly against the ' +
   'upstream, and through the sidecar MCP gateway at audit durability os and disk (check + decision record + upstream call + ' +
-  'outcome record); upstream, client and sidecar in separate processes; latency p50/p99 at 1 and 16 in flight, calls/s ' +
-  'at 16. Best of 2 interleaved rounds (1 quick).';
+  'outcome record); upstream, client and sidecars in separate processes. 1 in flight: the three targets alternate call by ' +
+  'call (same machine state for each); 16 in flight: one target at a time, calls/s and CPU per call. Best of 2 rounds (1 quick).';
 
 export function unit(key: string): string {
   if (key.includes('rps')) return 'calls/s';
@@ -55,16 +57,23 @@ interface Phase {
   count: number;
 }
 
-interface LoadArgs {
-  role: 'load';
+interface LoadTarget {
+  name: string;
   url: string;
   token?: string;
   tool: string;
+}
+
+/** Several targets: their calls alternate one by one (1 in flight), so each sees the same machine. */
+interface LoadArgs {
+  role: 'load';
+  targets: LoadTarget[];
   phases: Phase[];
 }
 
 interface PhaseResult {
   phase: string;
+  target: string;
   p50_us: number;
   p99_us: number;
   rps: number;
@@ -72,17 +81,14 @@ interface PhaseResult {
   first_error?: string;
 }
 
-function phases(quick: boolean): Phase[] {
-  return quick
-    ? [
-        { name: 'c1', concurrency: 1, warmup: 200, count: 600 },
-        { name: 'c16', concurrency: 16, warmup: 200, count: 1600 },
-      ]
-    : [
-        { name: 'c1', concurrency: 1, warmup: 500, count: 3000 },
-        { name: 'c16', concurrency: 16, warmup: 500, count: 8000 },
-      ];
-}
+const C1 = (quick: boolean): Phase =>
+  quick
+    ? { name: 'c1', concurrency: 1, warmup: 200, count: 600 }
+    : { name: 'c1', concurrency: 1, warmup: 500, count: 3000 };
+const C16 = (quick: boolean): Phase =>
+  quick
+    ? { name: 'c16', concurrency: 16, warmup: 200, count: 1600 }
+    : { name: 'c16', concurrency: 16, warmup: 500, count: 8000 };
 
 export async function run(opts: { quick: boolean }): Promise<Record<string, number>> {
   requireDist();
@@ -108,42 +114,49 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
         ((await metric(g.url, 'act_replica_revision')) ?? 0) > 0 ? true : undefined,
       );
 
+    const target = (t: Target): LoadTarget =>
+      t === 'direct'
+        ? { name: t, url, tool: 'echo' }
+        : { name: t, url: gateways[t].mcpUrl, token, tool: 'billing.echo' };
+    const drained = async (t: 'os' | 'disk') =>
+      waitFor(
+        'audit spool drained',
+        async () => ((await metric(gateways[t].url, 'act_audit_spool_depth')) === 0 ? true : undefined),
+        { timeoutMs: 120_000, intervalMs: 50 },
+      );
     for (let round = 1; round <= rounds; round++) {
-      for (const target of TARGETS) {
-        const args: LoadArgs =
-          target === 'direct'
-            ? { role: 'load', url, tool: 'echo', phases: phases(opts.quick) }
-            : {
-                role: 'load',
-                url: gateways[target].mcpUrl,
-                token,
-                tool: 'billing.echo',
-                phases: phases(opts.quick),
-              };
-        const pids = {
-          upstream: upstream.pid,
-          gateway: target === 'direct' ? undefined : gateways[target].proc.pid,
-        };
-        const before = { upstream: cpuUs(pids.upstream), gateway: pids.gateway ? cpuUs(pids.gateway) : 0 };
-        const results = await load(scope, args, `load ${target}`);
-        const calls = args.phases.reduce((n, ph) => n + ph.warmup + ph.count, 0);
-        cpu[target].push({
-          upstream: (cpuUs(pids.upstream) - before.upstream) / calls,
-          gateway: pids.gateway ? (cpuUs(pids.gateway) - before.gateway) / calls : 0,
+      // 1 in flight: the three targets' calls alternate, one by one.
+      const c1 = await load(
+        scope,
+        { role: 'load', targets: TARGETS.map(target), phases: [C1(opts.quick)] },
+        'load c1',
+      );
+      for (const r of c1) (raw[r.target as Target][round - 1] ??= {}).c1 = r;
+      for (const t of ['os', 'disk'] as const) await drained(t);
+      // 16 in flight: one target at a time, with the CPU each process spent per call.
+      for (const t of TARGETS) {
+        const gw = t === 'direct' ? undefined : gateways[t].proc.pid;
+        const before = { upstream: cpuUs(upstream.pid), gateway: gw ? cpuUs(gw) : 0 };
+        const phase = C16(opts.quick);
+        const [r] = await load(
+          scope,
+          { role: 'load', targets: [target(t)], phases: [phase] },
+          `load c16 ${t}`,
+        );
+        const calls = phase.warmup + phase.count;
+        cpu[t].push({
+          upstream: (cpuUs(upstream.pid) - before.upstream) / calls,
+          gateway: gw ? (cpuUs(gw) - before.gateway) / calls : 0,
         });
-        raw[target].push(Object.fromEntries(results.map((r) => [r.phase, r])));
-        if (target !== 'direct')
-          await waitFor(
-            'audit spool drained',
-            async () =>
-              (await metric(gateways[target].url, 'act_audit_spool_depth')) === 0 ? true : undefined,
-            { timeoutMs: 120_000, intervalMs: 50 },
-          );
-        const r = raw[target].at(-1)!;
+        (raw[t][round - 1] ??= {}).c16 = r!;
+        if (t !== 'direct') await drained(t);
+      }
+      for (const t of TARGETS) {
+        const r = raw[t][round - 1]!;
         console.log(
-          `  ${rounds > 1 ? `round ${round} ` : ''}${target.padEnd(6)} c1 p50 ${r.c1!.p50_us} µs p99 ${r.c1!.p99_us} µs | ` +
-            `c16 p50 ${r.c16!.p50_us} µs p99 ${r.c16!.p99_us} µs, ${r.c16!.rps}/s | CPU/call: upstream ` +
-            `${round1(cpu[target].at(-1)!.upstream)} µs, gateway ${round1(cpu[target].at(-1)!.gateway)} µs`,
+          `  ${rounds > 1 ? `round ${round} ` : ''}${t.padEnd(6)} c1 p50 ${r.c1!.p50_us} µs p99 ${r.c1!.p99_us} µs | ` +
+            `c16 p50 ${r.c16!.p50_us} µs p99 ${r.c16!.p99_us} µs, ${r.c16!.rps}/s | CPU/call at 16: upstream ` +
+            `${round1(cpu[t].at(-1)!.upstream)} µs, gateway ${round1(cpu[t].at(-1)!.gateway)} µs`,
         );
       }
     }
@@ -253,10 +266,11 @@ async function load(scope: Scope, args: LoadArgs, name: string): Promise<PhaseRe
     if (rec.type === 'result') results.push(rec as unknown as PhaseResult);
   });
   const code = await p.exited;
-  if (code !== 0 || results.length !== args.phases.length)
+  if (code !== 0 || results.length !== args.phases.length * args.targets.length)
     throw new Error(`${name} failed (exit ${code}): ${p.output.slice(-20).join('\n')}`);
   for (const r of results)
-    if (r.errors > 0) throw new Error(`${name} ${r.phase}: ${r.errors} errors: ${r.first_error ?? ''}`);
+    if (r.errors > 0)
+      throw new Error(`${name} ${r.phase} ${r.target}: ${r.errors} errors: ${r.first_error ?? ''}`);
   return results;
 }
 
@@ -269,57 +283,69 @@ async function upstreamRole(): Promise<void> {
 }
 
 async function loadRole(a: LoadArgs): Promise<void> {
-  const client = new Client({ name: 'mcp-bench', version: '1' });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(a.url), {
-      requestInit: { headers: a.token ? { authorization: `Bearer ${a.token}` } : {} },
+  const clients = await Promise.all(
+    a.targets.map(async (t) => {
+      const client = new Client({ name: 'mcp-bench', version: '1' });
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(t.url), {
+          requestInit: { headers: t.token ? { authorization: `Bearer ${t.token}` } : {} },
+        }),
+      );
+      return { t, client, lat: [] as number[], errors: 0, firstError: undefined as string | undefined };
     }),
   );
+  type C = (typeof clients)[number];
+  const call = async (c: C, out: boolean): Promise<void> => {
+    const t0 = performance.now();
+    try {
+      const r = await c.client.callTool({ name: c.t.tool, arguments: { text: 'ping' } });
+      if (r.isError) throw new Error(JSON.stringify(r.content));
+    } catch (err) {
+      c.errors++;
+      c.firstError ??= (err as Error).message;
+    }
+    if (out) c.lat.push((performance.now() - t0) * 1000);
+  };
   for (const ph of a.phases) {
-    let errors = 0;
-    let firstError: string | undefined;
-    const call = async (): Promise<number> => {
-      const t0 = performance.now();
-      try {
-        const r = await client.callTool({ name: a.tool, arguments: { text: 'ping' } });
-        if (r.isError) throw new Error(JSON.stringify(r.content));
-      } catch (err) {
-        errors++;
-        firstError ??= (err as Error).message;
+    const run = async (n: number, out: boolean) => {
+      if (clients.length > 1) {
+        // Alternate the targets call by call, 1 in flight.
+        for (let i = 0; i < n; i++) for (const c of clients) await call(c, out);
+        return;
       }
-      return performance.now() - t0;
-    };
-    const drive = async (n: number, out?: number[]) => {
+      const c = clients[0]!;
       let next = 0;
       await Promise.all(
         Array.from({ length: ph.concurrency }, async () => {
-          while (next++ < n) {
-            const ms = await call();
-            out?.push(ms * 1000);
-          }
+          while (next++ < n) await call(c, out);
         }),
       );
     };
-    await drive(ph.warmup);
-    errors = 0;
-    const lat: number[] = [];
+    await run(ph.warmup, false);
+    for (const c of clients) {
+      c.errors = 0;
+      c.lat = [];
+    }
     const t0 = performance.now();
-    await drive(ph.count, lat);
+    await run(ph.count, true);
     const secs = (performance.now() - t0) / 1000;
-    lat.sort((x, y) => x - y);
-    console.log(
-      JSON.stringify({
-        type: 'result',
-        phase: ph.name,
-        p50_us: round1(pct(lat, 0.5)),
-        p99_us: round1(pct(lat, 0.99)),
-        rps: Math.round(lat.length / secs),
-        errors,
-        ...(firstError ? { first_error: firstError } : {}),
-      }),
-    );
+    for (const c of clients) {
+      c.lat.sort((x, y) => x - y);
+      console.log(
+        JSON.stringify({
+          type: 'result',
+          phase: ph.name,
+          target: c.t.name,
+          p50_us: round1(pct(c.lat, 0.5)),
+          p99_us: round1(pct(c.lat, 0.99)),
+          rps: Math.round(c.lat.length / secs),
+          errors: c.errors,
+          ...(c.firstError ? { first_error: c.firstError } : {}),
+        }),
+      );
+    }
   }
-  await client.close();
+  for (const c of clients) await c.client.close();
   process.exit(0);
 }
 
