@@ -24,7 +24,10 @@ const PROCESSES: ProcessCommand[] = [
     summary:
       'run a sidecar: local decisions from a synced replica, durable audit spool; --help lists its settings',
   },
-  { name: 'mcp', summary: 'mcp wrap -- <server command>: check every call of a stdio MCP server (act mcp --help)' },
+  {
+    name: 'mcp',
+    summary: 'mcp wrap -- <server command>: check every call of a stdio MCP server (act mcp --help)',
+  },
 ];
 
 async function main(argv: string[]): Promise<number> {
