@@ -12,7 +12,31 @@ import {
   type Specs,
   type Values,
 } from '../common/options';
-import { parseConfigMapRef } from './inject';
+
+/** The ConfigMap key of the MCP gateway config unless one is named. */
+export const MCP_CONFIG_KEY = 'mcp.yaml';
+
+/** A key of a ConfigMap in the pod's namespace. */
+export interface ConfigMapRef {
+  name: string;
+  key: string;
+}
+
+/** "name" or "name/key" (key default mcp.yaml), checked as Kubernetes names. */
+export function parseConfigMapRef(raw: string, name: string): ConfigMapRef {
+  const [map, key = MCP_CONFIG_KEY, ...rest] = raw.trim().split('/');
+  if (
+    rest.length > 0 ||
+    !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(map ?? '') ||
+    !/^[-._a-zA-Z0-9]{1,253}$/.test(key) ||
+    key === '.' ||
+    key === '..'
+  )
+    throw new Error(
+      `${name}: expected <ConfigMap name> or <ConfigMap name>/<key>, got ${JSON.stringify(raw)}`,
+    );
+  return { name: map!, key };
+}
 
 export interface SecretRef {
   name: string;

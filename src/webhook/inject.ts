@@ -9,7 +9,9 @@
  */
 import { SIDECAR_OPTIONS } from '../sidecar/config';
 import { pointerEscape, type AdmissionRequest, type AdmissionResponse, type JsonPatchOp } from './admission';
-import type { SecretRef } from './config';
+import { MCP_CONFIG_KEY, parseConfigMapRef, type ConfigMapRef, type SecretRef } from './config';
+
+export { MCP_CONFIG_KEY, parseConfigMapRef, type ConfigMapRef };
 
 export const ANNOTATION_INJECT = 'act.dev/inject';
 export const ANNOTATION_AGENT_IDS = 'act.dev/agent-ids';
@@ -29,7 +31,6 @@ export const DECISION_ADDR = `127.0.0.1:${SIDECAR_GRPC_PORT}`;
 export const ANNOTATION_MCP_CONFIG = 'act.dev/mcp-config';
 export const MCP_VOLUME = 'act-mcp-config';
 export const MCP_CONFIG_DIR = '/etc/act/mcp';
-export const MCP_CONFIG_KEY = 'mcp.yaml';
 export const SIDECAR_MCP_PORT = 8712;
 /** What app containers get when the gateway is on, so agents find it. */
 export const MCP_URL_ENV = 'ACT_MCP_URL';
@@ -54,28 +55,6 @@ export interface InjectionConfig {
   spoolVolume?: Record<string, unknown> | undefined;
   /** The MCP gateway config of pods without an act.dev/mcp-config annotation (absent: none). */
   mcpConfigMap?: ConfigMapRef | undefined;
-}
-
-/** A key of a ConfigMap in the pod's namespace. */
-export interface ConfigMapRef {
-  name: string;
-  key: string;
-}
-
-/** "name" or "name/key" (key default mcp.yaml), checked as Kubernetes names. */
-export function parseConfigMapRef(raw: string, name: string): ConfigMapRef {
-  const [map, key = MCP_CONFIG_KEY, ...rest] = raw.trim().split('/');
-  if (
-    rest.length > 0 ||
-    !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(map ?? '') ||
-    !/^[-._a-zA-Z0-9]{1,253}$/.test(key) ||
-    key === '.' ||
-    key === '..'
-  )
-    throw new Error(
-      `${name}: expected <ConfigMap name> or <ConfigMap name>/<key>, got ${JSON.stringify(raw)}`,
-    );
-  return { name: map!, key };
 }
 
 /** The pod's MCP gateway config: its annotation, else the default; an error text for a bad annotation. */

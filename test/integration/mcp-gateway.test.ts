@@ -563,7 +563,7 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
       line,
       /servers\.billing\.tools\.create_transaction\.on_approval: expected "hold" or "return", got "wait"/,
     );
-    assert.match(line, /--mcp-config \/ ACT_MCP_CONFIG/);
+    assert.match(line, /--mcp-config ?\/ ?ACT_MCP_CONFIG/);
   });
 
   it('no token or key reaches a log line', function () {
