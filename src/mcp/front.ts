@@ -124,9 +124,12 @@ export function createFront(o: FrontOptions): Front {
       for (const t of list) {
         const rule = ruleOf(u, t.name, list);
         if (!rule) continue;
+        // Task-augmented calls are not relayed: a tool that needs them is not offered.
+        if (t.execution?.taskSupport === 'required') continue;
         const action = toolAction(u.name, t.name, rule);
         if (!vis.mayEverAllow(action)) continue;
-        out.push({ ...t, name: ns(u, t.name), _meta: { ...(t._meta ?? {}), 'act.dev/action': action } });
+        const { execution: _tasks, ...tool } = t;
+        out.push({ ...tool, name: ns(u, t.name), _meta: { ...(t._meta ?? {}), 'act.dev/action': action } });
       }
     });
     return out;

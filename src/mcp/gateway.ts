@@ -32,7 +32,9 @@ import { visibility } from './visibility';
 export const MCP_PATH = '/mcp';
 /** In-flight calls get this long to finish when the sidecar stops. */
 const STOP_GRACE_MS = 5000;
-const SWEEP_MS = 60_000;
+const SWEEP_MS = 30_000;
+/** A session whose client never completed the handshake is closed after this long. */
+const UNINITIALIZED_MS = 60_000;
 
 export interface GatewayDeps {
   config: McpConfig;
@@ -67,6 +69,8 @@ interface Session {
   lastSeenMs: number;
   /** Open GET (notification) streams: a session listening for notifications is not idle. */
   streams: number;
+  /** The client sent notifications/initialized (a session that never does is dropped soon). */
+  initialized: boolean;
   abort: AbortController;
 }
 
@@ -214,6 +218,7 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
       tokenId: v.claims.token_id,
       lastSeenMs: Date.now(),
       streams: 0,
+      initialized: false,
       abort,
     };
     const front = createFront({
@@ -225,6 +230,7 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
       guard,
       onCall: (server, decision, outcome) => calls?.labels({ server, decision, outcome }).inc(),
     });
+    front.server.oninitialized = () => (session.initialized = true);
     await front.server.connect(transport);
     // After connect: the SDK's Server wraps the transport's onclose with its own.
     const serverClose = transport.onclose;
@@ -310,9 +316,12 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
     allowedHosts.add(`${h}:${port}`.toLowerCase());
 
   const sweep = setInterval(() => {
-    const cutoff = Date.now() - config.limits.sessionIdleMs;
-    for (const s of [...sessions.values()])
-      if (s.streams === 0 && s.lastSeenMs < cutoff) void close(s, 'idle (limits.session_idle)');
+    const now = Date.now();
+    for (const s of [...sessions.values()]) {
+      if (!s.initialized && s.lastSeenMs < now - UNINITIALIZED_MS) void close(s, 'never initialized');
+      else if (s.streams === 0 && s.lastSeenMs < now - config.limits.sessionIdleMs)
+        void close(s, 'idle (limits.session_idle)');
+    }
   }, SWEEP_MS);
   sweep.unref();
   // Connect in the background: the first list or call waits for it, a down upstream does not stop the sidecar.

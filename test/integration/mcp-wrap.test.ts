@@ -34,7 +34,10 @@ describe('act mcp wrap (stdio wrapper around a local MCP server)', function () {
     const policy = await fx.createPolicy(api, {
       name: 'desktop tools',
       capabilities: ['call:everything.echo', 'call:everything.get-env', 'add:numbers'],
-      approval_rules: [{ expression: 'context.arguments.a > 100', actions: ['add:numbers'] }],
+      approval_rules: [
+        { expression: 'context.arguments.a > 100', actions: ['add:numbers'] },
+        { expression: 'context.arguments.message == "needs a human"', actions: ['call:everything.echo'] },
+      ],
     });
     token = (await fx.issue(api, agent.agent_id, [policy.policy_id])).token;
     await waitSynced(cp, sc);
@@ -125,6 +128,25 @@ describe('act mcp wrap (stdio wrapper around a local MCP server)', function () {
     assert.equal(big.isError, true);
     assert.equal(decisionOf(big)?.decision, 'APPROVAL_REQUIRED');
     assert.match(textOf(big), /approval_/);
+  });
+
+  it('approval required (hold, the default): the call waits until an approver decides, then goes through once', async function () {
+    const call = client.callTool({ name: 'echo', arguments: { message: 'needs a human' } }, undefined, {
+      timeout: 60_000,
+      resetTimeoutOnProgress: true,
+    });
+    const approval = await waitFor('the pending approval', async () => {
+      const r = await api('GET', '/api/approvals?status=PENDING&limit=100');
+      return (r.body.approvals as any[]).find(
+        (a) => a.agent_id === agentId && a.action === 'call:everything.echo',
+      );
+    });
+    assert.equal(approval.context.arguments.message, 'needs a human');
+    const ok = await api('POST', `/api/approvals/${approval.approval_id}/approve`, {});
+    assert.equal(ok.status, 200, ok.text);
+    const res = await call;
+    assert.equal(res.isError, undefined, textOf(res));
+    assert.match(textOf(res), /needs a human/);
   });
 
   it('the wrapped server does not get the ACT token in its environment', async function () {
