@@ -259,9 +259,9 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     void (async () => {
       try {
-        const url = new URL(req.url ?? '/', 'http://localhost');
-        if (url.pathname !== MCP_PATH)
-          throw new HttpError(404, `no route for ${url.pathname}; MCP is served at ${MCP_PATH}`);
+        const path = (req.url ?? '/').split('?', 1)[0]!;
+        if (path !== MCP_PATH)
+          throw new HttpError(404, `no route for ${path.slice(0, 100)}; MCP is served at ${MCP_PATH}`);
         if (stopping) throw new HttpError(503, 'the sidecar is shutting down');
         const origin = req.headers.origin;
         if (origin !== undefined && !config.allowedOrigins.includes(origin))

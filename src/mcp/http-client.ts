@@ -38,13 +38,25 @@ export class HttpClientTransport implements Transport {
   private getTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly lib: typeof http | typeof https;
+  /** The URL as request options, made once (a URL per request costs a conversion each time). */
+  private readonly target: http.RequestOptions;
 
   constructor(
-    private readonly url: URL,
+    url: URL,
     private readonly opts: HttpClientOptions,
   ) {
     this.lib = url.protocol === 'https:' ? https : http;
     this.agent = new this.lib.Agent({ keepAlive: true, maxSockets: 64 });
+    this.target = {
+      protocol: url.protocol,
+      hostname: url.hostname.replace(/^\[|\]$/g, ''),
+      port: url.port || (url.protocol === 'https:' ? 443 : 80),
+      path: `${url.pathname}${url.search}`,
+      ...(url.username
+        ? { auth: `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` }
+        : {}),
+      agent: this.agent,
+    };
   }
 
   async start(): Promise<void> {}
@@ -66,9 +78,9 @@ export class HttpClientTransport implements Transport {
     const body = JSON.stringify(message);
     const id: RequestId | undefined = 'method' in message && 'id' in message ? message.id : undefined;
     return new Promise<void>((resolve, reject) => {
-      const req = this.lib.request(this.url, {
+      const req = this.lib.request({
+        ...this.target,
         method: 'POST',
-        agent: this.agent,
         headers: this.headers({
           'content-type': 'application/json',
           accept: 'application/json, text/event-stream',
@@ -211,9 +223,9 @@ export class HttpClientTransport implements Transport {
   /** The GET stream of the upstream's own notifications (405: it has none). */
   private openGet(): void {
     if (this.closed || this.getStream) return;
-    const req = this.lib.request(this.url, {
+    const req = this.lib.request({
+      ...this.target,
       method: 'GET',
-      agent: this.agent,
       headers: this.headers({ accept: 'text/event-stream' }),
     });
     this.getStream = req;
@@ -253,9 +265,9 @@ export class HttpClientTransport implements Transport {
     if (this.sessionId) {
       // Best effort, bounded: the upstream may already be gone.
       await new Promise<void>((resolve) => {
-        const req = this.lib.request(this.url, {
+        const req = this.lib.request({
+          ...this.target,
           method: 'DELETE',
-          agent: this.agent,
           headers: this.headers({}),
           timeout: 1000,
         });
