@@ -68,6 +68,7 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
         'call:hang.anything',
         'call:billing.big',
         'read:mcp_resource',
+        'get:mcp_prompt:everything.simple-prompt',
       ],
       conditions: [{ expression: 'context.arguments.amount <= 50000', actions: ['create:transaction'] }],
       approval_rules: [
@@ -352,6 +353,23 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     );
     assert.equal(err.code, -32010);
     assert.match(err.message, /Missing capability: read:mcp_resource/);
+  });
+
+  it('prompts go through the same check (get:mcp_prompt, resource <server>.<prompt>)', async function () {
+    const c = await clients.connect(sc.mcpUrl, payer.token);
+    const prompts = (await c.listPrompts()).prompts.map((p) => p.name);
+    assert.ok(prompts.includes('everything.simple-prompt'), prompts.join(', '));
+    const ok = await c.getPrompt({ name: 'everything.simple-prompt' });
+    assert.ok(ok.messages.length > 0);
+    // The capability's resource pattern names one prompt: another is refused.
+    const err = await c.getPrompt({ name: 'everything.args-prompt', arguments: { city: 'Paris' } }).then(
+      () => assert.fail('expected a refusal'),
+      (e: McpError) => e,
+    );
+    assert.equal(err.code, -32010);
+    assert.match(err.message, /get:mcp_prompt on "everything.args-prompt"/);
+    const r = await clients.connect(sc.mcpUrl, reader.token);
+    assert.deepEqual((await r.listPrompts()).prompts, []);
   });
 
   it('an upstream that is down: a clean MCP error at once, audited, and the gateway goes on serving', async function () {
