@@ -176,19 +176,26 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
     visible() {
       return visibility(deps.enforcer.approvalView, deps.enforcer.tokenVerifier, token, deps.clock());
     },
-    async recordOutcome(parts, v, out) {
+    recordOutcome(parts, v, out) {
       const decision = v.raw as CheckOutcome;
-      const now = deps.clock();
-      try {
-        await deps.enforcer.appendRecord(
-          outcomeRecord(decision, parts, out, newSortableId('audit', now), now),
-        );
-      } catch (err) {
-        log.warn(
-          { decision_audit_id: v.auditId, error: (err as Error).message },
-          'MCP outcome record could not be made safe (the decision record is)',
-        );
-      }
+      // After the answer is written (setImmediate): the outcome record is not on the agent's
+      // critical path. Tracked, so stop() waits for it before the spool closes.
+      const p = new Promise<void>((resolve) => setImmediate(resolve))
+        .then(() => {
+          const now = deps.clock();
+          return deps.enforcer.appendRecord(
+            outcomeRecord(decision, parts, out, newSortableId('audit', now), now),
+          );
+        })
+        .catch((err: unknown) =>
+          log.warn(
+            { decision_audit_id: v.auditId, error: (err as Error).message },
+            'MCP outcome record could not be made safe (the decision record is)',
+          ),
+        )
+        .finally(() => outcomes.delete(p));
+      outcomes.add(p);
+      return p;
     },
   });
 
