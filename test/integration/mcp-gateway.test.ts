@@ -584,6 +584,41 @@ describe('MCP gateway (sidecar, Streamable HTTP)', function () {
     assert.match(line, /--mcp-config ?\/ ?ACT_MCP_CONFIG/);
   });
 
+  it('a sidecar killed while the upstream works leaves the call on record (the decision), with no outcome', async function () {
+    const dataDir = fx.dir('mcp-crash');
+    const configFile = `${dataDir}/mcp.yaml`;
+    writeFileSync(configFile, `servers:\n  billing:\n    url: ${billing.url}\n    timeout: 30s\n`);
+    const args = ['--mcp-config', configFile, '--mcp-addr', '127.0.0.1:0'];
+    const first = await fx.sidecar(cp, `${dataDir}/data`, { sidecarId: 'mcp-crash', args });
+    const url = `http://127.0.0.1:${Number((await first.waitForLog('mcp gateway listening')).mcp_port)}/mcp`;
+    await waitSynced(cp, first);
+    const c = await clients.connect(url, payer.token);
+    const before = billing.callsOf('slow_op').length;
+    const pending = c.callTool({ name: 'billing.slow_op', arguments: { ms: 8000 } }).catch((e: Error) => e);
+    await waitFor('the upstream to get the call', async () =>
+      billing.callsOf('slow_op').length > before ? true : undefined,
+    );
+    await first.kill(); // SIGKILL while the upstream works
+    assert.ok((await pending) instanceof Error, 'the agent sees the connection drop');
+
+    const second = await fx.sidecar(cp, `${dataDir}/data`, { sidecarId: 'mcp-crash', args });
+    await second.waitForLog('mcp gateway listening');
+    const decision = await waitFor('the decision record, shipped by the restarted sidecar', async () =>
+      (await auditOf(api, payer.agentId)).find(
+        (x) =>
+          x.source === 'mcp-crash' &&
+          x.action === 'call:billing.slow_op' &&
+          x.context?.mcp?.record !== 'outcome',
+      ),
+    );
+    assert.equal(decision.decision, 'ALLOW');
+    assert.equal(decision.context.arguments.ms, 8000);
+    const outcome = (await auditOf(api, payer.agentId)).find(
+      (x) => x.context?.mcp?.decision_audit_id === decision.audit_id,
+    );
+    assert.equal(outcome, undefined, 'no outcome was recorded for a call the crash cut off');
+  });
+
   it('no token or key reaches a log line', function () {
     fx.assertNoSecretsInLogs(cp.adminKey);
   });
