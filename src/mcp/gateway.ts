@@ -18,6 +18,7 @@ import { newSortableId } from '../common/ids';
 import { parseCheckRequest } from '../decision/request';
 import type { CheckOutcome } from '../decision/wire';
 import type { Enforcer } from '../enforce';
+import type { AuditRecord } from '../gen/act/v1/admin';
 import { waitForApproval, type ApprovalWatch } from '../enforce/approval-wait';
 import { ApprovalStatus } from '../gen/act/v1/decision';
 import type { Logger } from '../observability/logger';
@@ -33,6 +34,8 @@ export const MCP_PATH = '/mcp';
 /** In-flight calls get this long to finish when the sidecar stops. */
 const STOP_GRACE_MS = 5000;
 const SWEEP_MS = 30_000;
+/** Outcome records queued this long are appended together. */
+const OUTCOME_BATCH_MS = 20;
 /** A session whose client never completed the handshake is closed after this long. */
 const UNINITIALIZED_MS = 60_000;
 
@@ -119,6 +122,38 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
       },
     });
 
+  // Outcome records are appended in batches, OUTCOME_BATCH_MS apart: with disk durability each
+  // append starts a group commit, and a decision arriving during an outcome's fdatasync would
+  // wait for two. Batched, decisions rarely meet one. stop() flushes and waits for them.
+  let queued: { record: AuditRecord; decisionId: string; done: () => void }[] = [];
+  let outcomeTimer: NodeJS.Timeout | undefined;
+  const flushOutcomes = () => {
+    clearTimeout(outcomeTimer);
+    outcomeTimer = undefined;
+    const batch = queued;
+    queued = [];
+    for (const q of batch) {
+      const p = deps.enforcer
+        .appendRecord(q.record)
+        .catch((err: unknown) =>
+          log.warn(
+            { decision_audit_id: q.decisionId, error: (err as Error).message },
+            'MCP outcome record could not be made safe (the decision record is)',
+          ),
+        )
+        .finally(() => {
+          outcomes.delete(p);
+          q.done();
+        });
+      outcomes.add(p);
+    }
+  };
+  const queueOutcome = (record: AuditRecord, decisionId: string): Promise<void> =>
+    new Promise<void>((done) => {
+      queued.push({ record, decisionId, done });
+      outcomeTimer ??= setTimeout(flushOutcomes, OUTCOME_BATCH_MS);
+    });
+
   const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
     inFlight++;
     try {
@@ -178,24 +213,8 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
     },
     recordOutcome(parts, v, out) {
       const decision = v.raw as CheckOutcome;
-      // After the answer is written (setImmediate): the outcome record is not on the agent's
-      // critical path. Tracked, so stop() waits for it before the spool closes.
-      const p = new Promise<void>((resolve) => setImmediate(resolve))
-        .then(() => {
-          const now = deps.clock();
-          return deps.enforcer.appendRecord(
-            outcomeRecord(decision, parts, out, newSortableId('audit', now), now),
-          );
-        })
-        .catch((err: unknown) =>
-          log.warn(
-            { decision_audit_id: v.auditId, error: (err as Error).message },
-            'MCP outcome record could not be made safe (the decision record is)',
-          ),
-        )
-        .finally(() => outcomes.delete(p));
-      outcomes.add(p);
-      return p;
+      const now = deps.clock();
+      return queueOutcome(outcomeRecord(decision, parts, out, newSortableId('audit', now), now), v.auditId);
     },
   });
 
@@ -355,6 +374,7 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
             new Promise<void>((r) => setTimeout(r, STOP_GRACE_MS).unref()),
           ]);
         await Promise.all([...sessions.values()].map((s) => close(s, 'sidecar stopping')));
+        flushOutcomes();
         await Promise.all([...outcomes]); // before the sidecar closes its spool
         server.closeAllConnections();
         await Promise.all(upstreams.map((u) => u.close()));
