@@ -20,6 +20,7 @@ import * as propagation from './propagation.bench';
 import * as coldstart from './coldstart.bench';
 import * as auditDrain from './audit-drain.bench';
 import * as controlPlane from './control-plane.bench';
+import * as mcp from './mcp.bench';
 
 /**
  * How a module's numbers read. A rate (`ops/s`, `records/s`, …) gets a derived ns-per-item
@@ -132,6 +133,13 @@ export const MODULES: BenchModule[] = [
       `export memory: RssAnon ${r['cp.rss_anon_before_export_mb']} MB before, peak ${r['cp.rss_anon_peak_during_export_mb']} MB while streaming ` +
         `${r['cp.export_records']} records (VmRSS also counts the LMDB file pages the export maps in; the kernel can drop those)`,
     ],
+  },
+  {
+    name: 'mcp',
+    describe: mcp.describe,
+    run: mcp.run,
+    unit: mcp.unit,
+    notes: mcp.notes,
   },
 ];
 

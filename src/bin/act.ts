@@ -24,6 +24,10 @@ const PROCESSES: ProcessCommand[] = [
     summary:
       'run a sidecar: local decisions from a synced replica, durable audit spool; --help lists its settings',
   },
+  {
+    name: 'mcp',
+    summary: 'mcp wrap -- <server command>: check every call of a stdio MCP server (act mcp --help)',
+  },
 ];
 
 async function main(argv: string[]): Promise<number> {
@@ -35,6 +39,8 @@ async function main(argv: string[]): Promise<number> {
     if (code !== 0) process.exit(code);
     return code;
   }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  if (cmd === 'mcp') return (require('../mcp/wrap') as typeof import('../mcp/wrap')).runMcpWrap(rest);
   // Loaded on demand: the processes never load the CLI's modules (commander, tables, yaml).
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const cli = require('../cli/program') as typeof import('../cli/program');

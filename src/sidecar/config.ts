@@ -1,5 +1,13 @@
 /** The sidecar's options: flags, environment variables and defaults (shown by --help). */
-import { duration, oneOf, positiveInt, str, type Specs, LOG_LEVEL_OPTION } from '../common/options';
+import {
+  duration,
+  oneOf,
+  parseHostPort,
+  positiveInt,
+  str,
+  type Specs,
+  LOG_LEVEL_OPTION,
+} from '../common/options';
 
 /** A list of listen addresses: "127.0.0.1:8711", "unix:/run/act.sock", or both comma-separated. */
 export function parseListenList(raw: string, name: string): string[] {
@@ -170,6 +178,20 @@ export const SIDECAR_OPTIONS = {
     default: 'false',
     parse: oneOf(['true', 'false'] as const),
     help: 'allow the decision API on a non-loopback address (it has no authentication of its own)',
+  },
+  mcpConfig: {
+    flag: '--mcp-config',
+    env: 'ACT_MCP_CONFIG',
+    default: undefined,
+    parse: str,
+    help: 'MCP gateway config file (JSON or YAML, see docs/mcp.md): serve MCP on --mcp-addr in front of its upstream MCP servers, every call checked and audited; unset: no gateway',
+  },
+  mcpAddr: {
+    flag: '--mcp-addr',
+    env: 'ACT_MCP_ADDR',
+    default: '127.0.0.1:8712',
+    parse: parseHostPort,
+    help: 'MCP gateway (Streamable HTTP, path /mcp, the ACT token as bearer): loopback host:port; used with --mcp-config',
   },
   logLevel: LOG_LEVEL_OPTION,
 } satisfies Specs;

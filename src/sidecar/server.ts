@@ -136,6 +136,18 @@ export async function startSidecar(
     hostPort(cfg.httpAddr[0]!).port,
     '--http-addr / ACT_SIDECAR_HTTP_ADDR',
   );
+  // The MCP gateway (src/mcp), loaded only when configured; its config is validated here.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mcp = cfg.mcpConfig ? (require('../mcp') as typeof import('../mcp')) : undefined;
+  const mcpConfig = mcp?.loadMcpConfig(cfg.mcpConfig!, process.env);
+  if (mcpConfig) {
+    if (cfg.allowNonLoopback !== 'true' && !isLoopback(`${cfg.mcpAddr.host}:${cfg.mcpAddr.port}`))
+      throw new StartupError(
+        `${cfg.mcpAddr.host} is not a loopback address (set ACT_SIDECAR_ALLOW_NON_LOOPBACK=true to override)`,
+        '--mcp-addr / ACT_MCP_ADDR',
+      );
+    await checkListen(cfg.mcpAddr.host, cfg.mcpAddr.port, '--mcp-addr / ACT_MCP_ADDR');
+  }
 
   // What start has opened so far, closed again (in reverse) when a later step fails.
   const undo: (() => unknown)[] = [];
@@ -496,6 +508,22 @@ export async function startSidecar(
     };
     const { server: httpServer, port: httpPort } = await listenHttp(handler, hostPort(cfg.httpAddr[0]!));
     undo.push(() => httpServer.close());
+    const mcpGateway = mcpConfig
+      ? await mcp!.startMcpGateway({
+          config: mcpConfig,
+          host: cfg.mcpAddr.host,
+          port: cfg.mcpAddr.port,
+          enforcer,
+          watch,
+          replica,
+          tracked,
+          logger,
+          clock,
+          registry: metrics.registry,
+          anyHost: cfg.allowNonLoopback === 'true',
+        })
+      : undefined;
+    if (mcpGateway) undo.push(() => mcpGateway.stop());
 
     sync.start();
     const setHealth = () => health.set(ready() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
@@ -555,6 +583,7 @@ export async function startSidecar(
         (stopping ??= (async () => {
           draining = true;
           health.set(ServingStatus.NOT_SERVING);
+          await mcpGateway?.stop();
           clearInterval(maintenance);
           if (adoption) clearInterval(adoption);
           // Finish in-flight checks (their records reach the spool) before anything closes.

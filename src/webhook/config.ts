@@ -13,6 +13,31 @@ import {
   type Values,
 } from '../common/options';
 
+/** The ConfigMap key of the MCP gateway config unless one is named. */
+export const MCP_CONFIG_KEY = 'mcp.yaml';
+
+/** A key of a ConfigMap in the pod's namespace. */
+export interface ConfigMapRef {
+  name: string;
+  key: string;
+}
+
+/** "name" or "name/key" (key default mcp.yaml), checked as Kubernetes names. */
+export function parseConfigMapRef(raw: string, name: string): ConfigMapRef {
+  const [map, key = MCP_CONFIG_KEY, ...rest] = raw.trim().split('/');
+  if (
+    rest.length > 0 ||
+    !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(map ?? '') ||
+    !/^[-._a-zA-Z0-9]{1,253}$/.test(key) ||
+    key === '.' ||
+    key === '..'
+  )
+    throw new Error(
+      `${name}: expected <ConfigMap name> or <ConfigMap name>/<key>, got ${JSON.stringify(raw)}`,
+    );
+  return { name: map!, key };
+}
+
 export interface SecretRef {
   name: string;
   key: string;
@@ -147,6 +172,13 @@ export const WEBHOOK_OPTIONS = {
     default: undefined,
     parse: parseVolumeSource,
     help: "volume source (JSON) for injected sidecars' audit spools that outlives the pod, e.g. a per-node hostPath; the next sidecar on the node for the same agents ships what a deleted pod left. Empty: emptyDir",
+  },
+  sidecarMcpConfigMap: {
+    flag: '--sidecar-mcp-config-map',
+    env: 'ACT_SIDECAR_MCP_CONFIG_MAP',
+    default: undefined,
+    parse: (raw: string, name: string) => (raw.trim() === '' ? undefined : parseConfigMapRef(raw, name)),
+    help: "ConfigMap (in the pod's namespace) with the MCP gateway config of injected sidecars, name[/key] (key default mcp.yaml), for pods without an act.dev/mcp-config annotation; empty: only annotated pods get the gateway",
   },
 } satisfies Specs;
 

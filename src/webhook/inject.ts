@@ -9,7 +9,9 @@
  */
 import { SIDECAR_OPTIONS } from '../sidecar/config';
 import { pointerEscape, type AdmissionRequest, type AdmissionResponse, type JsonPatchOp } from './admission';
-import type { SecretRef } from './config';
+import { MCP_CONFIG_KEY, parseConfigMapRef, type ConfigMapRef, type SecretRef } from './config';
+
+export { MCP_CONFIG_KEY, parseConfigMapRef, type ConfigMapRef };
 
 export const ANNOTATION_INJECT = 'act.dev/inject';
 export const ANNOTATION_AGENT_IDS = 'act.dev/agent-ids';
@@ -25,6 +27,14 @@ export const SIDECAR_HTTP_PORT = 8710;
 /** What app containers get, so the SDK finds the sidecar. */
 export const DECISION_ADDR_ENV = 'ACT_SIDECAR_GRPC_ADDR';
 export const DECISION_ADDR = `127.0.0.1:${SIDECAR_GRPC_PORT}`;
+/** `act.dev/mcp-config: <ConfigMap>[/<key>]`: the sidecar serves the MCP gateway with that config ("none": not even the default). */
+export const ANNOTATION_MCP_CONFIG = 'act.dev/mcp-config';
+export const MCP_VOLUME = 'act-mcp-config';
+export const MCP_CONFIG_DIR = '/etc/act/mcp';
+export const SIDECAR_MCP_PORT = 8712;
+/** What app containers get when the gateway is on, so agents find it. */
+export const MCP_URL_ENV = 'ACT_MCP_URL';
+export const MCP_URL = `http://127.0.0.1:${SIDECAR_MCP_PORT}/mcp`;
 /** The image's non-root user (see the Dockerfile). */
 export const SIDECAR_UID = 10001;
 /** The exec probe: a gRPC health check over loopback, run inside the sidecar container. */
@@ -43,6 +53,24 @@ export interface InjectionConfig {
   drainTimeoutMs?: number;
   /** A volume source for spools that outlive the pod (absent: the spool is on the emptyDir). */
   spoolVolume?: Record<string, unknown> | undefined;
+  /** The MCP gateway config of pods without an act.dev/mcp-config annotation (absent: none). */
+  mcpConfigMap?: ConfigMapRef | undefined;
+}
+
+/** The pod's MCP gateway config: its annotation, else the default; an error text for a bad annotation. */
+function mcpConfigOf(
+  annotations: Record<string, string>,
+  cfg: InjectionConfig,
+): ConfigMapRef | undefined | string {
+  const raw = annotations[ANNOTATION_MCP_CONFIG];
+  if (raw === undefined) return cfg.mcpConfigMap;
+  if (typeof raw !== 'string') return `annotation ${ANNOTATION_MCP_CONFIG} must be a string`;
+  if (raw.trim() === 'none') return undefined;
+  try {
+    return parseConfigMapRef(raw, `annotation ${ANNOTATION_MCP_CONFIG}`);
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 interface Container {
@@ -113,22 +141,30 @@ export function review(req: AdmissionRequest, cfg: InjectionConfig): AdmissionRe
   }
   const volumes = pod.spec?.volumes;
   if (volumes !== undefined && !Array.isArray(volumes)) return deny(req.uid, 'spec.volumes is not a list');
-  for (const name of [SIDECAR_VOLUME, SPOOL_VOLUME])
+  const mcp = mcpConfigOf(annotations, cfg);
+  if (typeof mcp === 'string') return deny(req.uid, mcp);
+  for (const name of [SIDECAR_VOLUME, SPOOL_VOLUME, ...(mcp ? [MCP_VOLUME] : [])])
     if (volumes?.some((v) => v?.name === name))
       return deny(req.uid, `the pod already has a volume named ${name}`);
 
   const patch: JsonPatchOp[] = [];
   // App containers learn where to ask (unless they set it themselves).
+  const appEnv = [
+    { name: DECISION_ADDR_ENV, value: DECISION_ADDR },
+    ...(mcp ? [{ name: MCP_URL_ENV, value: MCP_URL }] : []),
+  ];
   containers.forEach((c, i) => {
     if (c.env !== undefined && !Array.isArray(c.env)) return;
-    if (c.env?.some((e) => e?.name === DECISION_ADDR_ENV)) return;
-    const value = { name: DECISION_ADDR_ENV, value: DECISION_ADDR };
-    if (c.env === undefined) patch.push({ op: 'add', path: `/spec/containers/${i}/env`, value: [value] });
-    else patch.push({ op: 'add', path: `/spec/containers/${i}/env/-`, value });
+    const values = appEnv.filter((v) => !c.env?.some((e) => e?.name === v.name));
+    if (values.length === 0) return;
+    if (c.env === undefined) patch.push({ op: 'add', path: `/spec/containers/${i}/env`, value: values });
+    else for (const value of values) patch.push({ op: 'add', path: `/spec/containers/${i}/env/-`, value });
   });
-  patch.push({ op: 'add', path: '/spec/containers/-', value: sidecarContainer(cfg, agentIds) });
+  patch.push({ op: 'add', path: '/spec/containers/-', value: sidecarContainer(cfg, agentIds, mcp) });
   const added: Record<string, unknown>[] = [{ name: SIDECAR_VOLUME, emptyDir: {} }];
   if (cfg.spoolVolume) added.push({ name: SPOOL_VOLUME, ...cfg.spoolVolume });
+  if (mcp)
+    added.push({ name: MCP_VOLUME, configMap: { name: mcp.name, items: [{ key: mcp.key, path: mcp.key }] } });
   if (volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: added });
   else for (const v of added) patch.push({ op: 'add', path: '/spec/volumes/-', value: v });
   // The sidecar keeps shipping audit after SIGTERM: the pod must give it the time.
@@ -148,12 +184,23 @@ export function review(req: AdmissionRequest, cfg: InjectionConfig): AdmissionRe
   return allow(req.uid, {
     patchType: 'JSONPatch',
     patch: Buffer.from(JSON.stringify(patch)).toString('base64'),
-    auditAnnotations: { 'sidecar-injected': 'true', 'agent-ids': agentIds.join(',') },
+    auditAnnotations: {
+      'sidecar-injected': 'true',
+      'agent-ids': agentIds.join(','),
+      ...(mcp ? { 'mcp-config': `${mcp.name}/${mcp.key}` } : {}),
+    },
   });
 }
 
-/** The sidecar container: loopback decision API, replica on an emptyDir, key from a Secret. */
-export function sidecarContainer(cfg: InjectionConfig, agentIds: string[]): Record<string, unknown> {
+/**
+ * The sidecar container: loopback decision API, replica on an emptyDir, key from a Secret; with
+ * `mcp`, the MCP gateway on 127.0.0.1:8712 with that ConfigMap key as its config (read-only).
+ */
+export function sidecarContainer(
+  cfg: InjectionConfig,
+  agentIds: string[],
+  mcp?: ConfigMapRef,
+): Record<string, unknown> {
   const grpcAddr = cfg.probe === 'grpc' ? `0.0.0.0:${SIDECAR_GRPC_PORT}` : DECISION_ADDR;
   const env: Record<string, unknown>[] = [
     { name: 'ACT_CONTROL_PLANE', value: cfg.controlPlane },
@@ -177,6 +224,11 @@ export function sidecarContainer(cfg: InjectionConfig, agentIds: string[]): Reco
     );
   }
   if (cfg.probe === 'grpc') env.push({ name: 'ACT_SIDECAR_ALLOW_NON_LOOPBACK', value: 'true' });
+  if (mcp)
+    env.push(
+      { name: 'ACT_MCP_CONFIG', value: `${MCP_CONFIG_DIR}/${mcp.key}` },
+      { name: 'ACT_MCP_ADDR', value: `127.0.0.1:${SIDECAR_MCP_PORT}` },
+    );
 
   const probe = (live: boolean) =>
     cfg.probe === 'grpc'
@@ -201,6 +253,7 @@ export function sidecarContainer(cfg: InjectionConfig, agentIds: string[]): Reco
     volumeMounts: [
       { name: SIDECAR_VOLUME, mountPath: SIDECAR_DATA_DIR },
       ...(cfg.spoolVolume ? [{ name: SPOOL_VOLUME, mountPath: SPOOL_ROOT }] : []),
+      ...(mcp ? [{ name: MCP_VOLUME, mountPath: MCP_CONFIG_DIR, readOnly: true }] : []),
     ],
     // Ready once the replica has synced (grpc.health.v1 SERVING); it then keeps serving from disk.
     readinessProbe: {

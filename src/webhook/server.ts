@@ -60,6 +60,7 @@ export function webhookConfigFromOptions(
       probe: o.sidecarProbe,
       drainTimeoutMs: o.sidecarDrainTimeout,
       ...(o.sidecarSpoolVolume ? { spoolVolume: o.sidecarSpoolVolume } : {}),
+      ...(o.sidecarMcpConfigMap ? { mcpConfigMap: o.sidecarMcpConfigMap } : {}),
       ...(o.logLevel ? { logLevel: o.logLevel } : {}),
     },
   };
