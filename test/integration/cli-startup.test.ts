@@ -242,12 +242,25 @@ describe('act control-plane / act sidecar start-up errors', function () {
       ),
     );
     mkdirSync(path.join(tmp.dir, 'ok-dir'));
-    const pg = await cp([], { ACT_DATABASE_URL: 'postgres://localhost/act' });
+    // PostgreSQL without a key-encryption key: refused before connecting, naming the setting.
+    const url = 'postgres://act:s3cret-pw@127.0.0.1:1/act';
+    const noKek = await cp([], { ACT_DATABASE_URL: url });
+    assert.equal(noKek.code, 1);
+    assert.match(
+      oneLine(noKek),
+      /^act control-plane: with PostgreSQL the signing keys are sealed under a key-encryption key .*: set --key-encryption-key\/ACT_KEY_ENCRYPTION_KEY/,
+    );
+    // A database that cannot be reached: the setting is named, the URL (a secret) is not printed.
+    const pg = await cp([], {
+      ACT_DATABASE_URL: url,
+      ACT_KEY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
+    });
     assert.equal(pg.code, 1);
     assert.match(
       oneLine(pg),
-      /^act control-plane: ACT_DATABASE_URL is set, .*: set --database-url\/ACT_DATABASE_URL$/,
+      /^act control-plane: cannot open the PostgreSQL store: .*: set --database-url\/ACT_DATABASE_URL$/,
     );
+    assert.ok(!pg.stderr.includes('s3cret-pw') && !pg.stdout.includes('s3cret-pw'), pg.stderr);
     const nonLoop = await sidecar(['--grpc-addr', '0.0.0.0:0']);
     assert.equal(nonLoop.code, 1);
     assert.match(
