@@ -5,8 +5,14 @@ import type { Scope } from './procs';
 export type { LoadArgs, Phase, PhaseResult } from './loadgen';
 
 /** Runs the phases; throws if any call failed or was not allowed. */
-export async function runLoad(scope: Scope, args: LoadArgs, name = 'loadgen'): Promise<PhaseResult[]> {
-  const p = scope.helper(name, 'loadgen.ts', args);
+export async function runLoad(
+  scope: Scope,
+  args: LoadArgs,
+  name = 'loadgen',
+  /** Pin the generator to this CPU (the servers are pinned to another). */
+  cpu?: number,
+): Promise<PhaseResult[]> {
+  const p = scope.helper(name, 'loadgen.ts', args, [], cpu);
   const results: PhaseResult[] = [];
   let fatal: string | undefined;
   p.onJson((rec) => {

@@ -177,10 +177,13 @@ export class Scope {
     nodeArgs: string[] = [],
     /** Another build's bin/act.js (an A/B baseline); default ACT_BIN. */
     bin = ACT_BIN,
+    /** Run on this CPU only (taskset), when the machine has it. */
+    cpu?: number,
   ): Proc {
     // NODE_PATH: a build outside the repo (ACT_BENCH_DIST) still finds the repo's node_modules.
     const nodePath = [process.env.NODE_PATH, path.join(ROOT, 'node_modules')].filter(Boolean).join(':');
-    const child = spawn(process.execPath, [...nodeArgs, bin, ...args], {
+    const [cmd, argv] = pinned(cpu, [...nodeArgs, bin, ...args]);
+    const child = spawn(cmd, argv, {
       env: { ...process.env, NODE_PATH: nodePath, ACT_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -188,7 +191,7 @@ export class Scope {
   }
 
   /** Spawns one of the bench's TypeScript helpers (`bench/lib/<file>`) with JSON arguments. */
-  helper(name: string, file: string, args: unknown, nodeArgs: string[] = []): Proc {
+  helper(name: string, file: string, args: unknown, nodeArgs: string[] = [], cpu?: number): Proc {
     let arg = JSON.stringify(args);
     if (arg.length > 64 * 1024) {
       // Too long for one argv string (MAX_ARG_STRLEN is 128 KiB): pass a file instead.
@@ -196,9 +199,10 @@ export class Scope {
       writeFileSync(file, arg);
       arg = `@${file}`;
     }
+    const [cmd, argv] = pinned(cpu, [...nodeArgs, '--import', 'tsx', path.join(__dirname, file), arg]);
     const child = spawn(
-      process.execPath,
-      [...nodeArgs, '--import', 'tsx', path.join(__dirname, file), arg],
+      cmd,
+      argv,
       // stdin is a pipe the helper watches: when this process dies, the helper exits too.
       { cwd: ROOT, env: { ...process.env }, stdio: ['pipe', 'pipe', 'pipe'] },
     );
@@ -215,6 +219,16 @@ export class Scope {
     for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
     liveScopes.delete(this);
   }
+}
+
+/** Whether processes can be pinned: taskset exists and there are at least two CPUs. */
+export const CAN_PIN = os.cpus().length >= 2 && ['/usr/bin/taskset', '/bin/taskset'].some((f) => existsSync(f));
+
+/** `node argv` as spawned, under `taskset -c <cpu>` when pinning is asked for and possible. */
+function pinned(cpu: number | undefined, argv: string[]): [string, string[]] {
+  if (cpu === undefined || !CAN_PIN) return [process.execPath, argv];
+  // taskset execs node in place: the child's pid is node's.
+  return ['taskset', ['-c', String(cpu), process.execPath, ...argv]];
 }
 
 /** A control plane on 127.0.0.1 (HTTP on port 0; gRPC on `grpcPort`, default 0). */
@@ -258,11 +272,11 @@ export async function startSidecar(
   controlPlane: string,
   durability: 'os' | 'disk',
   extra: string[] = [],
-  opts: { nodeArgs?: string[]; bin?: string; env?: Record<string, string> } = {},
+  opts: { nodeArgs?: string[]; bin?: string; env?: Record<string, string>; cpu?: number; name?: string } = {},
 ): Promise<SidecarProc> {
   const sock = path.join(dataDir, 'grpc.sock');
   const proc = scope.act(
-    `sidecar-${durability}`,
+    opts.name ?? `sidecar-${durability}`,
     [
       'sidecar',
       '--grpc-addr',
@@ -282,6 +296,7 @@ export async function startSidecar(
     { ACT_SIDECAR_KEY: ADMIN_KEY, ...opts.env },
     opts.nodeArgs,
     opts.bin,
+    opts.cpu,
   );
   const rec = await proc.waitJson((r) => r.msg === 'sidecar listening');
   return {

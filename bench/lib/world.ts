@@ -3,6 +3,8 @@
  * the seed's agent, the seed's Customer Support Policy without allowed_hours (ALLOW at any
  * hour) and with limits no bench reaches, and a token. `CHECK` is the seed's check request.
  */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { DecisionServiceClient, type CheckPermissionResponse } from '../../src/gen/act/v1/decision';
 import { expectOk, waitFor, type Rest } from './procs';
@@ -98,4 +100,37 @@ export function waitAllow(
     },
     { timeoutMs, intervalMs: 50 },
   );
+}
+
+/**
+ * Writes `n` agents straight into the LMDB store in `dataDir` (before its control plane starts),
+ * with the store module of the build in `dist`, so each build seeds its own format. A sidecar
+ * serving every agent then holds them in its replica: the bench's "100k replica entries".
+ * One transaction per 5,000 (through the API it would be one commit each).
+ */
+export async function seedAgents(dist: string, dataDir: string, n: number): Promise<void> {
+  const script = `
+    const { openLmdbStore } = require(${JSON.stringify(path.join(dist, 'store/index.js'))});
+    const A = '0123456789abcdefghjkmnpqrstvwxyz';
+    const id = (i) => { let s = ''; for (let k = 0; k < 26; k++) { s = A[i % 32] + s; i = Math.floor(i / 32); } return 'agent_' + s; };
+    (async () => {
+      const store = await openLmdbStore({ dataDir: ${JSON.stringify(dataDir)} });
+      const at = new Date().toISOString();
+      for (let i = 0; i < ${n}; i += 5000) {
+        await store.write(async (w) => {
+          for (let j = i; j < Math.min(${n}, i + 5000); j++)
+            w.put('agents', id(j), { agent_id: id(j), name: 'seeded agent ' + j, description: 'bench replica entry',
+              metadata: { team: 'bench' }, status: 1, created_at: at, updated_at: at });
+        });
+      }
+      await store.close();
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  const nodePath = [process.env.NODE_PATH, path.join(__dirname, '../../node_modules')].filter(Boolean).join(':');
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], {
+      env: { ...process.env, NODE_PATH: nodePath },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`seeding agents failed (exit ${code})`))));
+  });
 }

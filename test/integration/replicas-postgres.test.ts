@@ -15,7 +15,7 @@ import { exportNdjson, type Rest } from '../support/control-plane-helpers';
 import { spawnAct, type ControlPlaneProcess, type SidecarProcess } from '../support/processes';
 import {
   SidecarFixture,
-  freePort,
+  freePorts,
   restCheck,
   restClient,
   sleep,
@@ -65,7 +65,7 @@ describe('control-plane replicas on PostgreSQL', function () {
     this.timeout(120_000);
     pg = await startPostgresCluster();
     url = await pg.createDatabase();
-    for (let i = 0; i < 3; i++) ports.push(await freePort());
+    ports.push(...(await freePorts(3)));
     await Promise.all([0, 1, 2].map((i) => replica(i)));
     const a = await fx.createAgent(apis[0]!, { name: 'replicated agent' });
     agentId = a.agent_id;
