@@ -7,15 +7,30 @@
  *
  *   npx tsx bench/profile.ts [--in-flight 64] [--durability os|disk] [--calls 40000] [--top 40]
  *                            [--keep <dir>]   (keep the .cpuprofile, e.g. for Chrome DevTools)
+ *                            [--json <file>]  (µs per check by area and by function, to compare builds)
+ *                            [--no-profile]   (only the load figures, for A/B runs of CPU per check)
+ *                            [--control-plane] (profile the control plane the sidecar ships to instead)
+ *                            [--node-args=--max-semi-space-size=32]  (the sidecar's node flags)
+ *                            [--strace]       (strace -c -f of the sidecar over the load: its syscalls)
  *
  * Not part of `npm run bench` (a profile slows what it measures); bench/README.md says what
  * the profiles showed.
  */
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runLoad } from './lib/load';
-import { metric, requireDist, Scope, startControlPlane, startSidecar, waitFor } from './lib/procs';
+import {
+  DIST,
+  metric,
+  requireDist,
+  Scope,
+  sleep,
+  startControlPlane,
+  startSidecar,
+  waitFor,
+} from './lib/procs';
 import { CHECK, createWorld, waitAllow } from './lib/world';
 
 interface ProfileNode {
@@ -44,10 +59,19 @@ export function area(url: string, fn: string): string {
   if (http2.test(url)) return 'node:http2';
   if (url.startsWith('node:internal/streams') || url.startsWith('node:stream')) return 'node:streams';
   if (url.startsWith('node:')) return 'node:other';
-  const m = /dist\/(.+?)\//.exec(url) ?? /src\/(.+?)\//.exec(url);
+  // Our modules: the first directory under the build (dist/…, or a build elsewhere).
+  const m = new RegExp(`^(?:file://)?${DIST.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/([^/]+)/`).exec(url);
   if (m) return `act:${m[1]}`;
   if (url.endsWith('bin/act.js')) return 'act:bundle';
   return url === '' ? '(native)' : 'other';
+}
+
+/** A frame's file, short: the package path under node_modules, or the path inside the build. */
+function shortUrl(url: string): string {
+  return url
+    .replace(/^.*node_modules\//, '')
+    .replace(/^file:\/\//, '')
+    .replace(DIST + '/', '');
 }
 
 /** Self time per key (µs) from a profile. */
@@ -70,6 +94,11 @@ async function main(): Promise<void> {
       calls: { type: 'string', default: '40000' },
       top: { type: 'string', default: '40' },
       keep: { type: 'string' },
+      json: { type: 'string' },
+      'no-profile': { type: 'boolean', default: false },
+      'control-plane': { type: 'boolean', default: false },
+      'node-args': { type: 'string', default: '' },
+      strace: { type: 'boolean', default: false },
     },
   });
   requireDist();
@@ -81,26 +110,52 @@ async function main(): Promise<void> {
     const root = scope.dir('profile');
     const profDir = values.keep ?? path.join(root, 'prof');
     mkdirSync(profDir, { recursive: true });
-    const cp = await startControlPlane(scope, path.join(root, 'cp'));
+    const profArgs = ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '200'];
+    const profCp = values['control-plane'] && !values['no-profile'];
+    const cp = await startControlPlane(scope, path.join(root, 'cp'), { nodeArgs: profCp ? profArgs : [] });
     const world = await createWorld(cp.api);
     const sc = await startSidecar(scope, path.join(root, 'sc'), `127.0.0.1:${cp.grpcPort}`, durability, [], {
-      nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-interval', '200'],
+      nodeArgs: [
+        ...(values['node-args'] ? values['node-args'].split(' ') : []),
+        ...(values['no-profile'] || profCp ? [] : profArgs),
+      ],
     });
     await waitAllow(sc.tcp, world.token);
     console.log(`profiling: ${calls} checks at ${inFlight} in flight, audit ${durability}`);
+    // Counts and times every syscall of every thread of the sidecar while the load runs.
+    const strace = values.strace
+      ? spawn('strace', ['-c', '-f', '-w', '-p', String(sc.proc.pid)], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        })
+      : undefined;
+    let straceOut = '';
+    strace?.stderr.on('data', (d: Buffer) => (straceOut += d.toString()));
+    if (strace) await sleep(500);
     const [r] = await runLoad(scope, {
       target: sc.tcp,
       tokens: [world.token],
       ...CHECK,
       phases: [{ name: 'p', concurrency: inFlight, warmup: 2000, count: calls, durationMs: 120_000 }],
-      serverPids: [sc.proc.pid],
+      serverPids: [sc.proc.pid, cp.proc.pid],
     });
+    if (strace) {
+      strace.kill('SIGINT');
+      await new Promise((r) => strace.once('exit', r));
+      console.log(`strace -c -f -w of the sidecar over the load (${calls + 2000} checks):\n${straceOut}`);
+    }
     await waitFor(
       'audit spool drained',
       async () => ((await metric(sc.url, 'act_audit_spool_depth')) === 0 ? true : undefined),
       { timeoutMs: 120_000, intervalMs: 50 },
     );
     await sc.proc.stop(30_000);
+    if (profCp) await cp.proc.stop(30_000);
+    if (values['no-profile']) {
+      console.log(
+        `load: ${r!.rps}/s, p50 ${r!.p50_us} µs, p99 ${r!.p99_us} µs, sidecar ${r!.server_cpu_us_per_call[0]} µs CPU/check, control plane ${r!.server_cpu_us_per_call[1]} µs`,
+      );
+      return;
+    }
     const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (!file) throw new Error(`no profile written in ${profDir}`);
     const prof = JSON.parse(readFileSync(path.join(profDir, file), 'utf8')) as CpuProfile;
@@ -135,10 +190,27 @@ async function main(): Promise<void> {
       selfTimes(
         prof,
         (n) =>
-          `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*node_modules\//, '').replace(/^.*\/dist\//, 'dist/')}:${n.callFrame.lineNumber + 1}`,
+          `${n.callFrame.functionName || '(anonymous)'} ${shortUrl(n.callFrame.url)}:${n.callFrame.lineNumber + 1}`,
       ),
       Number(values.top),
     );
+    if (values.json) {
+      const perCheck = (m: Map<string, number>) =>
+        Object.fromEntries([...m].filter(([k]) => k !== '(idle)').map(([k, v]) => [k, v / checks]));
+      writeFileSync(
+        values.json,
+        JSON.stringify({
+          load: r,
+          areas: perCheck(selfTimes(prof, (n) => area(n.callFrame.url, n.callFrame.functionName))),
+          functions: perCheck(
+            selfTimes(
+              prof,
+              (n) => `${n.callFrame.functionName || '(anonymous)'} ${shortUrl(n.callFrame.url)}`,
+            ),
+          ),
+        }),
+      );
+    }
     if (values.keep) console.log(`\nprofile kept: ${path.join(profDir, file)}`);
   } finally {
     await scope.close();

@@ -50,7 +50,7 @@ export const describe =
   'CheckPermission over gRPC against a grpc-js echo server (same response bytes) and `act sidecar` at audit ' +
   'durability os and disk (replicas holding 100k agents), driven by one load generator in its own process ' +
   '(pinned to another CPU than the servers), over TCP and a unix socket: latency at 1 in flight ' +
-  '(p50/p99/p99.9), throughput at 16/64 in flight, server CPU µs per call from /proc, the server\'s ' +
+  "(p50/p99/p99.9), throughput at 16/64 in flight, server CPU µs per call from /proc, the server's " +
   'event-loop delay, 60 s open loop at 2,000/s; floor for disk: 100-byte write + fdatasync on the same ' +
   'filesystem. Best of 2 interleaved rounds (1 quick). ACT_BENCH_BASELINE=<dist> adds another build (A/B).';
 
@@ -221,7 +221,9 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
               (r.c64
                 ? ` | c16 ${r.c16!.rps}/s | c64 ${r.c64.rps}/s, server ${r.c64.server_cpu_us_per_call[0]} µs CPU/call`
                 : ' (quick: no throughput run over unix)') +
-              (r.rate ? ` | ${RATE}/s open loop: p50 ${r.rate.p50_us} p99 ${r.rate.p99_us} p99.9 ${r.rate.p999_us} µs` : ''),
+              (r.rate
+                ? ` | ${RATE}/s open loop: p50 ${r.rate.p50_us} p99 ${r.rate.p99_us} p99.9 ${r.rate.p999_us} µs`
+                : ''),
           );
         }
       }
@@ -353,7 +355,15 @@ export function notes(r: Record<string, number>): string[] {
     lines.push('A/B (baseline → this build, same run):');
     for (const t of TRANSPORTS)
       for (const lvl of ['os', 'disk'])
-        for (const m of ['c1_p50_us', 'c1_p99_us', 'c1_p999_us', 'c64_rps', 'c64_cpu_us', 'rate_p99_us', 'rate_p999_us']) {
+        for (const m of [
+          'c1_p50_us',
+          'c1_p99_us',
+          'c1_p999_us',
+          'c64_rps',
+          'c64_cpu_us',
+          'rate_p99_us',
+          'rate_p999_us',
+        ]) {
           const a = r[`${t}.${m}.${lvl}_base`];
           const b = r[`${t}.${m}.${lvl}`];
           if (a !== undefined && b !== undefined)

@@ -77,12 +77,18 @@ export interface PhaseResult {
   send_lag_max_us?: number;
 }
 
+/** prom-client's monitorEventLoopDelay resolution (its default eventLoopMonitoringPrecision). */
+const ELD_RESOLUTION_US = 10_000;
+
 /** The server's event-loop delay p99 and max since the last read (prom-client gauges, seconds). */
 async function eventLoopDelay(url: string): Promise<{ p99: number; max: number } | undefined> {
   try {
     const text = await (await fetch(url)).text();
-    const get = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? NaN);
-    return { p99: get('nodejs_eventloop_lag_p99_seconds') * 1e6, max: get('nodejs_eventloop_lag_max_seconds') * 1e6 };
+    const get = (name: string) =>
+      Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? NaN);
+    // The histogram records the time between its timer's runs, the 10 ms resolution included.
+    const late = (name: string) => Math.max(0, get(name) * 1e6 - ELD_RESOLUTION_US);
+    return { p99: late('nodejs_eventloop_lag_p99_seconds'), max: late('nodejs_eventloop_lag_max_seconds') };
   } catch {
     return undefined;
   }

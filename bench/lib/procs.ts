@@ -222,7 +222,8 @@ export class Scope {
 }
 
 /** Whether processes can be pinned: taskset exists and there are at least two CPUs. */
-export const CAN_PIN = os.cpus().length >= 2 && ['/usr/bin/taskset', '/bin/taskset'].some((f) => existsSync(f));
+export const CAN_PIN =
+  os.cpus().length >= 2 && ['/usr/bin/taskset', '/bin/taskset'].some((f) => existsSync(f));
 
 /** `node argv` as spawned, under `taskset -c <cpu>` when pinning is asked for and possible. */
 function pinned(cpu: number | undefined, argv: string[]): [string, string[]] {
@@ -235,7 +236,14 @@ function pinned(cpu: number | undefined, argv: string[]): [string, string[]] {
 export async function startControlPlane(
   scope: Scope,
   dataDir: string,
-  opts: { grpcPort?: number; heartbeat?: string; env?: Record<string, string>; name?: string; bin?: string } = {},
+  opts: {
+    grpcPort?: number;
+    heartbeat?: string;
+    env?: Record<string, string>;
+    name?: string;
+    bin?: string;
+    nodeArgs?: string[];
+  } = {},
 ): Promise<{ proc: Proc; url: string; grpcPort: number; api: Rest }> {
   const proc = scope.act(
     opts.name ?? 'control-plane',
@@ -250,7 +258,7 @@ export async function startControlPlane(
       ...(opts.heartbeat ? ['--heartbeat-interval', opts.heartbeat] : []),
     ],
     { ACT_ADMIN_KEY: ADMIN_KEY, ...opts.env },
-    [],
+    opts.nodeArgs,
     opts.bin,
   );
   const rec = await proc.waitJson((r) => r.msg === 'control plane listening');

@@ -125,12 +125,16 @@ export async function seedAgents(dist: string, dataDir: string, n: number): Prom
       }
       await store.close();
     })().catch((e) => { console.error(e); process.exit(1); });`;
-  const nodePath = [process.env.NODE_PATH, path.join(__dirname, '../../node_modules')].filter(Boolean).join(':');
+  const nodePath = [process.env.NODE_PATH, path.join(__dirname, '../../node_modules')]
+    .filter(Boolean)
+    .join(':');
   await new Promise<void>((resolve, reject) => {
     const child = spawn(process.execPath, ['-e', script], {
       env: { ...process.env, NODE_PATH: nodePath },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
-    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`seeding agents failed (exit ${code})`))));
+    child.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`seeding agents failed (exit ${code})`)),
+    );
   });
 }

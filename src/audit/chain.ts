@@ -14,7 +14,14 @@ import { AuditRecord } from '../gen/act/v1/admin';
  * spool writes, so sealing costs one encode.
  */
 export function auditHash(r: AuditRecord): string {
-  return sha256Hex(AuditRecord.encode({ ...r, hash: '' }).finish());
+  // Encoded with the hash field cleared, into the shared writer (ingest hashes every record).
+  const hash = r.hash;
+  r.hash = '';
+  try {
+    return sha256Hex(encodeMessage(AuditRecord, r));
+  } finally {
+    r.hash = hash;
+  }
 }
 
 function sha256Hex(bytes: Uint8Array): string {

@@ -220,6 +220,54 @@ export class SegmentLog {
   }
 
   /**
+   * Writes several frames in order with one write per segment they go into (rotating when the
+   * next does not fit, as `append` would); each written frame is in the kernel when this returns.
+   * Returns the refs of the frames written, a prefix of `payloads`: on a failed write the rest is
+   * not written (the segment is truncated back to before the failed write) and `error` says why.
+   */
+  appendMany(payloads: readonly Uint8Array[]): { refs: FrameRef[]; error?: unknown } {
+    this.assertOpen();
+    const frames = payloads.map(encodeFrame);
+    const refs: FrameRef[] = [];
+    let i = 0;
+    while (i < frames.length) {
+      if (this.size > 0 && this.size + frames[i]!.length > this.segmentBytes) {
+        try {
+          this.rotate();
+        } catch (error) {
+          return { refs, error };
+        }
+      }
+      // The run of frames that fits in this segment (at least one).
+      let j = i;
+      let bytes = 0;
+      do bytes += frames[j++]!.length;
+      while (j < frames.length && this.size + bytes + frames[j]!.length <= this.segmentBytes);
+      const run = j - i === 1 ? frames[i]! : Buffer.concat(frames.slice(i, j), bytes);
+      const offset = this.size;
+      try {
+        let done = 0;
+        while (done < run.length) done += fs.writeSync(this.fd, run, done, run.length - done);
+      } catch (error) {
+        try {
+          fs.ftruncateSync(this.fd, offset);
+        } catch {
+          this.broken = true; // as in append()
+        }
+        return { refs, error };
+      }
+      let at = offset;
+      for (let k = i; k < j; k++) {
+        refs.push({ segment: this.currentSegment, offset: at, size: frames[k]!.length });
+        at += frames[k]!.length;
+      }
+      this.size += bytes;
+      i = j;
+    }
+    return { refs };
+  }
+
+  /**
    * Starts a new segment. The old one is fdatasync'd first and the directory after creating
    * the new one, so a later `sync()` of the new segment covers everything written before it.
    */

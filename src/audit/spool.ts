@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { ConfigError } from '../common/options';
 import { AuditRecord } from '../gen/act/v1/admin';
 import { AuditChain } from './chain';
-import { SegmentLog, type FrameRef, type RecoveryReport } from './segment-log';
+import { FRAME_HEADER_BYTES, SegmentLog, type FrameRef, type RecoveryReport } from './segment-log';
 import { ACKED, IN_FLIGHT, PENDING, SpoolIndex } from './spool-index';
 
 /**
@@ -149,6 +149,14 @@ export class AuditSpool {
   earlierSources: string[] = [];
   private dropped = 0;
   private syncs = 0;
+  /**
+   * Records sealed this event-loop turn, written together at its end (one write for all the
+   * checks answered in the turn); each append resolves only after its record is written.
+   */
+  private pending: { seq: number; payload: Uint8Array; prev: { seq: number; hash: string }; w: Waiter }[] =
+    [];
+  private pendingBytes = 0;
+  private writeScheduled = false;
 
   private constructor(
     private readonly cfg: AuditSpoolConfig & { durability: Durability },
@@ -234,7 +242,7 @@ export class AuditSpool {
         new SpoolError('SPOOL_FAILED', 'audit spool failed; restart to recover', this.failed),
       );
     let mustDrop = false;
-    if (this.index.bytes >= this.maxBytes) {
+    if (this.index.bytes + this.pendingBytes >= this.maxBytes) {
       if (this.onFull === 'fail')
         return Promise.reject(
           new SpoolError(
@@ -244,6 +252,13 @@ export class AuditSpool {
         );
       mustDrop = true;
     }
+    if (!mustDrop) return this.appendBatched(record);
+    // Dropping rewrites what is on disk: the turn's records go first, then this one alone.
+    this.writePending();
+    if (this.failed)
+      return Promise.reject(
+        new SpoolError('SPOOL_FAILED', 'audit spool failed; restart to recover', this.failed),
+      );
     const prev = this.chain.last;
     try {
       // Dropping needs the oldest records out of the segment being written.
@@ -277,6 +292,65 @@ export class AuditSpool {
       this.waiters.push({ resolve, reject });
       this.startSync();
     });
+  }
+
+  /** Seals now (seq order is file order) and writes at the end of this event-loop turn. */
+  private appendBatched(record: AuditRecord): Promise<void> {
+    const prev = this.chain.last;
+    let payload: Uint8Array;
+    try {
+      payload = this.chain.sealEncoded(record);
+    } catch (err) {
+      this.chain = new AuditChain(this.cfg.source, prev.seq, prev.hash);
+      return Promise.reject(
+        new SpoolError('SPOOL_FAILED', `audit spool write failed: ${(err as Error).message}`, err),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ seq: record.seq, payload, prev, w: { resolve, reject } });
+      this.pendingBytes += payload.length + FRAME_HEADER_BYTES;
+      if (!this.writeScheduled) {
+        this.writeScheduled = true;
+        setImmediate(() => this.writePending());
+      }
+    });
+  }
+
+  /** Writes the turn's sealed records in one write, then answers or joins the group commit. */
+  private writePending(): void {
+    this.writeScheduled = false;
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.failed) {
+      const first = batch[0]!.prev;
+      this.chain = new AuditChain(this.cfg.source, first.seq, first.hash);
+      const e = new SpoolError('SPOOL_FAILED', 'audit spool failed; restart to recover', this.failed);
+      for (const p of batch) p.w.reject(e);
+      return;
+    }
+    const { refs, error } = this.log.appendMany(batch.map((p) => p.payload));
+    for (let i = 0; i < refs.length; i++) this.index.push(batch[i]!.seq, refs[i]!);
+    if (refs.length > 0) this.headSegment = refs[refs.length - 1]!.segment;
+    const written = batch.slice(0, refs.length);
+    if (error !== undefined) {
+      // What was not written is refused; the chain continues from the last record written.
+      const next = batch[refs.length]!.prev;
+      this.chain = new AuditChain(this.cfg.source, next.seq, next.hash);
+      const e = new SpoolError(
+        'SPOOL_FAILED',
+        `audit spool write failed: ${(error as Error).message}`,
+        error,
+      );
+      for (const p of batch.slice(refs.length)) p.w.reject(e);
+    }
+    if (this.cfg.durability === 'os') {
+      for (const p of written) p.w.resolve();
+      return;
+    }
+    for (const p of written) this.waiters.push(p.w);
+    this.startSync();
   }
 
   /** Same as `append` (which always seals). */
@@ -383,8 +457,9 @@ export class AuditSpool {
     return this.chain.last;
   }
 
-  /** Makes everything written so far durable. */
+  /** Makes everything appended so far durable. */
   async flush(): Promise<void> {
+    this.writePending();
     for (;;) {
       if (this.syncing) {
         await this.syncing;

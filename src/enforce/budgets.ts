@@ -35,7 +35,10 @@ const MAX_BLOCK_MS: Record<BudgetKind, number> = { DAILY: 30_000, RATE: 10_000 }
 
 interface Chunk {
   units: number;
-  /** Monotonic ms after which the units may not be spent. */
+  /** Units granted (for sizing the next lease). */
+  granted: number;
+  /** Monotonic ms when it was asked for, and after which its units may not be spent. */
+  from: number;
   until: number;
   leaseId: string;
   window: string;
@@ -161,12 +164,14 @@ export class LeaseBudgets implements CounterReader {
           break;
         }
       }
-      // Refill ahead of need so checks rarely wait on the ledger.
+      // Refill ahead of need so checks rarely wait on the ledger: when half the last grant is
+      // spent, or when what is held expires soon (a rate slice lives a tenth of the period: at a
+      // steady pace it expires before half is spent, and the next check would wait a round trip).
       if (
         s.lastGranted >= PREFETCH_FROM_UNITS &&
         s.inflight === undefined &&
         t >= s.downUntil &&
-        held(s, t) <= Math.floor(s.lastGranted / 2)
+        (held(s, t) <= Math.floor(s.lastGranted / 2) || expiresSoon(s, t))
       ) {
         void this.fetch(s); // deliberately not awaited: a background refill; failures mark the slice down
       }
@@ -261,6 +266,15 @@ export class LeaseBudgets implements CounterReader {
   private fetch(s: Slice): Promise<void> {
     s.inflight ??= (async () => {
       const sentAt = mono();
+      // Sizing: a grant half spent within a second asks for twice as much; a slice that expired
+      // mostly unspent was sized beyond this point's pace, so ask for half (units held here are
+      // spent at the ledger and unavailable to every other point).
+      if (s.lastGrantAt > 0 && sentAt - s.lastGrantAt < 1000 && held(s, sentAt) <= s.lastGranted / 2)
+        s.want = Math.min(s.want * 2, maxWant(s.limit));
+      else if (
+        s.chunks.some((c) => c.until <= sentAt && c.granted >= PREFETCH_FROM_UNITS && c.units > c.granted / 2)
+      )
+        s.want = Math.max(initialWant(s.limit), Math.ceil(s.want / 2));
       try {
         const g = await this.port.lease({
           agentId: s.agentId,
@@ -275,15 +289,14 @@ export class LeaseBudgets implements CounterReader {
           s.chunks = s.chunks.filter((c) => c.units > 0 && c.until > sentAt);
           s.chunks.push({
             units: g.granted,
+            granted: g.granted,
+            from: sentAt,
             until: sentAt + g.validMs,
             leaseId: g.leaseId,
             window: g.window,
           });
           s.chunks.sort((a, b) => a.until - b.until);
           s.blockedUntil = 0;
-          // A slice spent within a second of its grant asks for twice as much next time.
-          if (s.lastGrantAt > 0 && sentAt - s.lastGrantAt < 1000)
-            s.want = Math.min(s.want * 2, maxWant(s.limit));
           s.lastGrantAt = sentAt;
           s.lastGranted = g.granted;
         } else {
@@ -304,6 +317,12 @@ export class LeaseBudgets implements CounterReader {
 
 function sliceId(kind: BudgetKind, key: string): string {
   return `${kind}|${key}`;
+}
+
+/** Whether the last chunk still holding units has less than a quarter of its life left. */
+function expiresSoon(s: Slice, t: number): boolean {
+  const c = s.chunks[s.chunks.length - 1];
+  return c !== undefined && c.until > t && c.until - t < (c.until - c.from) / 4;
 }
 
 function held(s: Slice, t: number): number {

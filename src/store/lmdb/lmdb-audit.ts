@@ -150,7 +150,8 @@ export class LmdbAuditStore implements AuditStore {
       const plan = planIngest(
         records,
         (source) => this.headOf(source),
-        (id) => this.records.get(id)?.hash,
+        // Most ids are new: an existence check reads no value (a get decodes the whole record).
+        (id) => (this.records.doesExist(id) ? this.records.get(id)?.hash : undefined),
       );
       for (const r of plan.insert) this.putRecord(r);
       for (const [source, head] of plan.heads) this.lastBySource.putSync(source, head);

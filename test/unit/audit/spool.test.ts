@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import fs from 'node:fs';
 import { spawn } from 'node:child_process';
 import {
   appendFileSync,
@@ -94,6 +95,80 @@ describe('audit/spool', () => {
       assert.deepEqual(verifyChain(all), []);
     });
   }
+
+  describe('one write per event-loop turn', () => {
+    /** Counts (and can fail) fs.writeSync calls on the spool's segments while `fn` runs. */
+    const withWrites = async (failAt: number | undefined, fn: () => Promise<void>): Promise<number> => {
+      const real = fs.writeSync;
+      let n = 0;
+      (fs as { writeSync: unknown }).writeSync = (...args: Parameters<typeof fs.writeSync>) => {
+        if (++n === failAt)
+          throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        return (real as (...a: unknown[]) => number)(...args);
+      };
+      try {
+        await fn();
+      } finally {
+        (fs as { writeSync: unknown }).writeSync = real;
+      }
+      return n;
+    };
+
+    for (const durability of ['os', 'disk'] as Durability[]) {
+      it(`${durability}: 50 appends in one turn are one write; each resolves only once its record is in the file`, async () => {
+        const s = await spoolAt({ durability });
+        const sizeNow = () => segments().reduce((n, f) => n + readFileSync(join(dir, f)).length, 0);
+        const writes = await withWrites(undefined, async () => {
+          const sizes = await Promise.all(
+            Array.from({ length: 50 }, (_, k) => s.append(rec(k)).then(() => sizeNow())),
+          );
+          // Every record is in the file when its append resolves: by then the file holds all 50.
+          for (const size of sizes) assert.ok(size >= 50 * 8, `file was ${size} bytes at a resolve`);
+        });
+        assert.equal(writes, 1);
+        await s.flush(); // os: shipped once the flush timer made them durable
+        const all = pendingRecords(s);
+        assert.equal(all.length, 50);
+        assert.deepEqual(verifyChain(all), []);
+      });
+    }
+
+    it('a turn larger than a segment is written one segment at a time, rotating as single appends do', async () => {
+      const s = await spoolAt({ segmentBytes: 1024 });
+      const writes = await withWrites(undefined, () => appendAll(s, 0, 40));
+      assert.ok(segments().length >= 4, `segments: ${segments().length}`);
+      assert.equal(writes, segments().length);
+    });
+
+    it('a failed write refuses what it did not write; what was written stays, and the chain has no gap', async () => {
+      const s = await spoolAt({ segmentBytes: 1024 });
+      const results: string[] = [];
+      await withWrites(2, async () => {
+        await Promise.all(
+          Array.from({ length: 40 }, (_, k) =>
+            s.append(rec(k)).then(
+              () => results.push('ok'),
+              (e: SpoolError) => results.push(e.code),
+            ),
+          ),
+        );
+      });
+      const ok = results.filter((r) => r === 'ok').length;
+      assert.ok(ok > 0 && ok < 40, `written ${ok} of 40`);
+      assert.deepEqual([...new Set(results.filter((r) => r !== 'ok'))], ['SPOOL_FAILED']);
+      // The next appends continue the chain from the last record written.
+      await appendAll(s, 100, 3);
+      await closeAll();
+      const b = await spoolAt({ segmentBytes: 1024 });
+      const all = pendingRecords(b);
+      assert.equal(all.length, ok + 3);
+      assert.deepEqual(verifyChain(all), []);
+      assert.deepEqual(
+        all.map((r) => r.seq),
+        Array.from({ length: ok + 3 }, (_, i) => i + 1),
+      );
+    });
+  });
 
   it('truncates a torn tail (half a frame, or zeros) and keeps appending', async () => {
     const a = await spoolAt();
