@@ -108,6 +108,7 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
   // `${transport}.${target}` → one phase → result map per round
   const raw: Record<string, Record<string, PhaseResult>[]> = {};
   const rss: Record<string, number[]> = {};
+  const rssAnon: Record<string, number[]> = {};
   const floors: { p50: number; p99: number }[] = [];
   const out: Record<string, number> = {};
   const rounds = opts.quick ? 1 : 2;
@@ -206,7 +207,10 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
           const r = Object.fromEntries(results.map((x) => [x.phase, x]));
           (raw[`${transport}.${target}`] ??= []).push(r);
           if (t.sc) {
-            if (r.c64) (rss[target] ??= []).push(rssMb(t.sc.proc.pid));
+            if (r.c64) {
+              (rss[target] ??= []).push(rssMb(t.sc.proc.pid));
+              (rssAnon[target] ??= []).push(rssMb(t.sc.proc.pid, 'RssAnon'));
+            }
             // Let the audit records reach the control plane before the next run.
             const url = t.sc.url;
             await waitFor(
@@ -266,6 +270,9 @@ export async function run(opts: { quick: boolean }): Promise<Record<string, numb
             out[`${transport}.${name}.${target}`] = name.includes('rps') ? Math.max(...vs) : Math.min(...vs);
         }
     for (const [target, vs] of Object.entries(rss)) out[`c64_rss_mb.${target}`] = Math.round(Math.max(...vs));
+    // Anonymous memory (heap, buffers); the rest of RSS is file-backed (node's code, the LMDB replica's map).
+    for (const [target, vs] of Object.entries(rssAnon))
+      out[`c64_rss_anon_mb.${target}`] = Math.round(Math.max(...vs));
     return out;
   } finally {
     await scope.close();
@@ -347,7 +354,7 @@ export function notes(r: Record<string, number>): string[] {
     const m = r[`c64_rss_mb.${lvl}`];
     if (m !== undefined)
       lines.push(
-        `target ${lvl} resident memory under 64 in flight with ${fmt(r['replica_entries']!, 0)} replica entries ≤ 150 MB (${m} MB): ${verdict(m <= 150)}`,
+        `target ${lvl} resident memory under 64 in flight with ${fmt(r['replica_entries']!, 0)} replica entries ≤ 150 MB (${m} MB, of it anonymous ${r[`c64_rss_anon_mb.${lvl}`] ?? '?'} MB; the rest is file-backed: node's code and the LMDB replica's map): ${verdict(m <= 150)}`,
       );
   }
   // The A/B: this build against the baseline, same run.
@@ -372,7 +379,10 @@ export function notes(r: Record<string, number>): string[] {
     for (const lvl of ['os', 'disk']) {
       const a = r[`c64_rss_mb.${lvl}_base`];
       const b = r[`c64_rss_mb.${lvl}`];
-      if (a !== undefined && b !== undefined) lines.push(`  ${lvl} rss under 64 in flight: ${a} → ${b} MB`);
+      if (a !== undefined && b !== undefined)
+        lines.push(
+          `  ${lvl} rss under 64 in flight: ${a} → ${b} MB (anonymous ${r[`c64_rss_anon_mb.${lvl}_base`]} → ${r[`c64_rss_anon_mb.${lvl}`]} MB)`,
+        );
     }
   }
   return lines;

@@ -182,7 +182,9 @@ export class Scope {
   ): Proc {
     // NODE_PATH: a build outside the repo (ACT_BENCH_DIST) still finds the repo's node_modules.
     const nodePath = [process.env.NODE_PATH, path.join(ROOT, 'node_modules')].filter(Boolean).join(':');
-    const [cmd, argv] = pinned(cpu, [...nodeArgs, bin, ...args]);
+    // ACT_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"): node flags for every act process.
+    const extra = (process.env.ACT_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const [cmd, argv] = pinned(cpu, [...extra, ...nodeArgs, bin, ...args]);
     const child = spawn(cmd, argv, {
       env: { ...process.env, NODE_PATH: nodePath, ACT_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -20,7 +20,8 @@
  * The hot path is synchronous: `decide()` reads slices through CounterReader; a miss (no slice
  * units left, ledger not known to be empty) is recorded and the pipeline awaits `acquire()` and
  * decides again. A slice of 4 or more units is refilled in the background when half of it is
- * spent; smaller ones are not (an idle point would hold the last units of a small budget).
+ * spent or three quarters of its life is gone; smaller ones are not (an idle point would hold the
+ * last units of a small budget).
  */
 import type { DecisionResult, BudgetCheck, CounterReader, CounterUpdate } from '../decision/types';
 import type { RateLimit } from '../policy/types';
