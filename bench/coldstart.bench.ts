@@ -72,7 +72,9 @@ export async function buildReplica(
             name: `Policy ${i}`,
             version: 1,
             capabilities: [...BENCH_POLICY.capabilities, `read:doc_${i}`],
-            constraints: { ...BENCH_POLICY.constraints },
+            // No rate limit or daily maximum: those are leased from the control plane's ledger,
+            // and this sidecar has none (it would answer BUDGET_UNAVAILABLE, failing closed).
+            constraints: {},
           }),
         },
       });

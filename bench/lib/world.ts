@@ -33,7 +33,13 @@ export interface World {
   tokenId: string;
 }
 
-export async function createWorld(api: Rest): Promise<World> {
+/**
+ * The seed's agent, BENCH_POLICY and a token. `budgets: false` drops the policy's rate limit and
+ * daily maximum: those are leased from the control plane, so a sidecar cut off from it answers
+ * BUDGET_UNAVAILABLE once its slices are spent (fail closed) — right for a bench of an outage
+ * that measures something else.
+ */
+export async function createWorld(api: Rest, opts: { budgets?: boolean } = {}): Promise<World> {
   const agent = await expectOk(
     api('POST', '/api/agents', {
       name: 'Customer Support Agent',
@@ -43,7 +49,8 @@ export async function createWorld(api: Rest): Promise<World> {
     201,
     'create agent',
   );
-  const policy = await expectOk(api('POST', '/api/policies', BENCH_POLICY), 201, 'create policy');
+  const body = opts.budgets === false ? { ...BENCH_POLICY, constraints: {} } : BENCH_POLICY;
+  const policy = await expectOk(api('POST', '/api/policies', body), 201, 'create policy');
   const token = await issue(api, agent.agent_id, policy.policy_id);
   return { agentId: agent.agent_id, policyId: policy.policy_id, ...token };
 }

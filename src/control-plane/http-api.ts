@@ -9,10 +9,9 @@ import { stringify as csvStringify } from 'csv-stringify';
 import Router, { type HTTPMethod } from 'find-my-way';
 import { ActError } from '../common/errors';
 import { header, optionalBody, readJson, send, sendError } from '../common/http';
-import { ApprovalStatus } from '../gen/act/v1/decision';
 import type { Logger } from '../observability/logger';
 import type { DecisionMetrics } from '../observability/metrics';
-import { waitForApproval, waitTimeout, type ApprovalWatch } from '../enforce/approval-wait';
+import { waitAnswer, waitTimeout, type ApprovalWatch } from '../enforce/approval-wait';
 import type { AuditFilter } from '../store/types';
 import { authorize, type Auth } from './auth';
 import { AUDIT_CSV_COLUMNS, approvalJson, auditCsvRow, auditJson } from './json-mapping';
@@ -96,30 +95,16 @@ export function createHttpApi(
       );
       const abort = new AbortController();
       c.res.once('close', () => abort.abort());
-      let last;
-      for await (const u of waitForApproval(deps.watch, {
+      const answer = await waitAnswer(deps.watch, {
         approvalId: c.params.id ?? '',
         token: bearer,
         timeoutMs,
         signal: abort.signal,
-      }))
-        last = u;
-      if (!last) throw new ActError('UNAVAILABLE', 'the wait ended without an answer');
-      if (last.status === ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED)
-        throw new ActError('NOT_FOUND', last.reason, { field: 'approval_id' });
+      });
       // The full approval for approvers; the state alone for the agent.
       const full =
         bearer === undefined ? await services.approvals.get(c.params.id).catch(() => undefined) : undefined;
-      send(c.res, 200, {
-        ...(full ? approvalJson(full) : {}),
-        approval_id: last.approval_id,
-        status: ApprovalStatus[last.status],
-        decided: last.decided,
-        reason: last.reason,
-        expires_at: last.expires_at,
-        ...(last.resolved_by ? { resolved_by: last.resolved_by } : {}),
-        ...(last.comment ? { comment: last.comment } : {}),
-      });
+      send(c.res, 200, { ...(full ? approvalJson(full) : {}), ...answer });
     },
   };
 

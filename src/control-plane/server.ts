@@ -7,14 +7,13 @@ import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
-import { Gauge } from 'prom-client';
 import { systemClock, type Clock } from '../common/clock';
 import { StartupError } from '../common/errors';
 import { listenHttp } from '../common/http';
 import type { Values } from '../common/options';
 import { checkListen, readFileOrFail } from '../common/preflight';
 import type { Logger } from '../observability/logger';
-import { createMetrics } from '../observability/metrics';
+import { createMetrics, gaugeOf } from '../observability/metrics';
 import { addReflection, HealthStatus, ServingStatus } from '../observability/grpc-standard';
 import { openStore } from '../store';
 import type { Store } from '../store/types';
@@ -217,15 +216,7 @@ export async function startControlPlane(
     { ...DEFAULT_HUB_CONFIG, heartbeatMs: cfg.heartbeatInterval },
   );
   hub.addTo(grpcServer);
-  const gauge = (name: string, help: string, fn: () => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [metrics.registry],
-      collect() {
-        this.set(fn());
-      },
-    });
+  const gauge = (name: string, help: string, fn: () => number) => gaugeOf(metrics.registry, name, help, fn);
   gauge(
     'act_sync_connected_sidecars',
     'Sidecars with an open Sync stream to this replica',

@@ -142,3 +142,24 @@ export async function* waitForApproval(w: ApprovalWatch, req: WaitRequest): Asyn
     off();
   }
 }
+
+/**
+ * The REST long-poll's answer (`GET /api/approvals/{id}/wait`, sidecar and control plane alike):
+ * the wait run to its end, its last state as JSON. NOT_FOUND for an approval never seen.
+ */
+export async function waitAnswer(w: ApprovalWatch, req: WaitRequest): Promise<Record<string, unknown>> {
+  let last: ApprovalUpdate | undefined;
+  for await (const u of waitForApproval(w, req)) last = u;
+  if (!last) throw new ActError('UNAVAILABLE', 'the wait ended without an answer');
+  if (last.status === ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED)
+    throw new ActError('NOT_FOUND', last.reason, { field: 'approval_id' });
+  return {
+    approval_id: last.approval_id,
+    status: ApprovalStatus[last.status],
+    decided: last.decided,
+    reason: last.reason,
+    expires_at: last.expires_at,
+    ...(last.resolved_by ? { resolved_by: last.resolved_by } : {}),
+    ...(last.comment ? { comment: last.comment } : {}),
+  };
+}

@@ -12,7 +12,8 @@ import { randomUUID, createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
+import { gaugeOf } from '../observability/metrics';
 import type { Clock } from '../common/clock';
 import { newSortableId } from '../common/ids';
 import { parseCheckRequest } from '../decision/request';
@@ -113,14 +114,7 @@ export async function startMcpGateway(deps: GatewayDeps): Promise<McpGateway> {
       })
     : undefined;
   if (deps.registry)
-    new Gauge({
-      name: 'act_mcp_sessions',
-      help: 'Open MCP sessions on the gateway',
-      registers: [deps.registry],
-      collect() {
-        this.set(sessions.size);
-      },
-    });
+    gaugeOf(deps.registry, 'act_mcp_sessions', 'Open MCP sessions on the gateway', () => sessions.size);
 
   // Outcome records are appended in batches, OUTCOME_BATCH_MS apart: with disk durability each
   // append starts a group commit, and a decision arriving during an outcome's fdatasync would

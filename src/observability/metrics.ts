@@ -48,3 +48,15 @@ export function createMetrics(processName: string): DecisionMetrics {
     }),
   };
 }
+
+/** A gauge read when scraped: `fn()` is its value at each collection. */
+export function gaugeOf(registry: Registry, name: string, help: string, fn: () => number): Gauge {
+  return new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(fn());
+    },
+  });
+}

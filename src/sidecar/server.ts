@@ -19,7 +19,6 @@ import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { Gauge } from 'prom-client';
 import { AuditSpool } from '../audit';
 import { adoptOrphans, releaseAdopted, retireAdopted, SpoolOwner } from '../audit/adoption';
 import { SpoolShipping } from '../audit/shipping';
@@ -34,9 +33,8 @@ import { VERSION } from '../common/version';
 import { parseCheckBatch, parseCheckRequest } from '../decision/request';
 import { checkJson, checkMessage } from '../decision/wire';
 import { Enforcer, LeaseBudgets } from '../enforce';
-import { waitForApproval, waitTimeout } from '../enforce/approval-wait';
+import { waitAnswer, waitForApproval, waitTimeout } from '../enforce/approval-wait';
 import {
-  ApprovalStatus,
   CheckPermissionResponse,
   CheckPermissionsResponse,
   DecisionServiceService,
@@ -44,7 +42,7 @@ import {
 } from '../gen/act/v1/decision';
 import { addReflection, HealthStatus, ServingStatus } from '../observability/grpc-standard';
 import type { Logger } from '../observability/logger';
-import { createMetrics } from '../observability/metrics';
+import { createMetrics, gaugeOf } from '../observability/metrics';
 import { LmdbReplica } from '../replica';
 import { checkReplicaHeader, walkReplicaInChild } from '../replica/integrity';
 import { isReservedSource } from '../sync/hub';
@@ -277,15 +275,7 @@ export async function startSidecar(
       clock,
     };
 
-    const g = (name: string, help: string, fn: () => number) =>
-      new Gauge({
-        name,
-        help,
-        registers: [metrics.registry],
-        collect() {
-          this.set(fn());
-        },
-      });
+    const g = (name: string, help: string, fn: () => number) => gaugeOf(metrics.registry, name, help, fn);
     g('act_replica_revision', 'Revision the replica serves', () => replica.revision);
     g('act_replica_lag_revisions', 'Control-plane revision minus the replica revision (last heartbeat)', () =>
       Math.max(0, sync.upstreamRevision - replica.revision),
@@ -485,26 +475,7 @@ export async function startSidecar(
       const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : undefined;
       const abort = new AbortController();
       res.once('close', () => abort.abort());
-      let last;
-      for await (const u of waitForApproval(watch, {
-        approvalId: id,
-        token,
-        timeoutMs: waitTimeout(ms),
-        signal: abort.signal,
-      }))
-        last = u;
-      if (!last) throw new ActError('UNAVAILABLE', 'the wait ended without an answer');
-      if (last.status === ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED)
-        throw new ActError('NOT_FOUND', last.reason, { field: 'approval_id' });
-      return {
-        approval_id: last.approval_id,
-        status: ApprovalStatus[last.status],
-        decided: last.decided,
-        reason: last.reason,
-        expires_at: last.expires_at,
-        ...(last.resolved_by ? { resolved_by: last.resolved_by } : {}),
-        ...(last.comment ? { comment: last.comment } : {}),
-      };
+      return waitAnswer(watch, { approvalId: id, token, timeoutMs: waitTimeout(ms), signal: abort.signal });
     };
     const { server: httpServer, port: httpPort } = await listenHttp(handler, hostPort(cfg.httpAddr[0]!));
     undo.push(() => httpServer.close());
