@@ -24,7 +24,7 @@ import {
   sleep,
   startControlPlane,
   waitFor,
-  wallMs,
+  machineMs,
   type Proc,
 } from './lib/procs';
 import { BENCH_POLICY, issue } from './lib/world';
@@ -182,13 +182,13 @@ async function measure(
         first.length = median.length = call.length = 0;
         cpu0 = cpu();
       }
-      const s = wallMs();
+      const s = machineMs();
       await expectOk(
         cp.api('POST', `/api/tokens/${id}/revoke`, { reason: 'propagation bench' }),
         200,
         'revoke',
       );
-      const e = wallMs();
+      const e = machineMs();
       const got = await waitFor(
         `revocation ${id} at all ${STREAMS} streams`,
         async () => {

@@ -33,8 +33,13 @@ export function requireDist(): void {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes. */
-export const wallMs = (): number => performance.timeOrigin + performance.now();
+/**
+ * Milliseconds on the machine's monotonic clock (CLOCK_MONOTONIC, what process.hrtime reads),
+ * comparable across processes on one machine. Not the wall clock: performance.timeOrigin is the
+ * wall time at process start, so when NTP steps the clock between two processes' starts their
+ * times differ by the step (a run here measured a constant +0.6 s, then +6.1 s, that way).
+ */
+export const machineMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 export interface Proc {
   name: string;

@@ -17,12 +17,12 @@
  * Prints JSON lines: {"type":"ready","streams":N} once every stream has its snapshot; then for
  * each revoked token id, once every stream has received it,
  * {"type":"revocation","token_id":…,"n":N,"first":ms,"last":ms,"median":ms} with wall-clock
- * times (performance.timeOrigin + performance.now(), comparable across processes).
+ * times on the machine's monotonic clock (machineMs, comparable across processes on one machine).
  */
 import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { SyncRequest, SyncResponse, SyncServiceClient, SyncServiceService } from '../../src/gen/act/v1/sync';
-import { exitWithParent, helperArgs, pct, wallMs } from './procs';
+import { exitWithParent, helperArgs, pct, machineMs } from './procs';
 
 /** The sidecar's Applied cadence after deltas (src/sync/client.ts). */
 const APPLIED_EVERY_MS = 100;
@@ -144,7 +144,7 @@ function main(): void {
           }
         }
       } else if (msg?.$case === 'delta') {
-        const t = wallMs();
+        const t = machineMs();
         for (const c of msg.value.changes) {
           if (c.kind?.$case !== 'revocation') continue;
           const id = c.kind.value.token_id;
