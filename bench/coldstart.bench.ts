@@ -171,6 +171,11 @@ async function coldStart(
         'bench-coldstart',
         '--stale-after',
         '24h',
+        // The control plane is down, so a SIGTERM would drain for the default 20 s and the
+        // scope's 10 s grace would SIGKILL it: the next start would then read the whole replica
+        // through in a child first (the after-a-crash check), which is not what is timed here.
+        '--drain-timeout',
+        '1s',
       ],
       { ACT_SIDECAR_KEY: ADMIN_KEY },
     );
