@@ -1,5 +1,13 @@
 /** The control plane's options: flags, environment variables and defaults (shown by --help). */
-import { duration, LOG_LEVEL_OPTION, parseHostPort, positiveInt, str, type Specs } from '../common/options';
+import {
+  duration,
+  LOG_LEVEL_OPTION,
+  oneOf,
+  parseHostPort,
+  positiveInt,
+  str,
+  type Specs,
+} from '../common/options';
 import { WEBHOOK_OPTIONS } from '../webhook/config';
 
 export const CONTROL_PLANE_OPTIONS = {
@@ -39,6 +47,13 @@ export const CONTROL_PLANE_OPTIONS = {
     parse: str,
     secret: true,
     help: 'PostgreSQL instead of LMDB, e.g. postgres://act@db:5432/act (several replicas may share it)',
+  },
+  databaseListen: {
+    flag: '--database-listen',
+    env: 'ACT_DATABASE_LISTEN',
+    default: 'true',
+    parse: oneOf(['true', 'false'] as const),
+    help: "PostgreSQL: LISTEN for other replicas' commits; false behind a pooler that cannot hold LISTEN (PgBouncer in transaction mode): commits are then found by the 1 s poll",
   },
   keyEncryptionKey: {
     flag: '--key-encryption-key',

@@ -101,7 +101,10 @@ export async function startControlPlane(
     store = await openStore({
       dataDir: cfg.dataDir,
       databaseUrl: cfg.databaseUrl,
-      postgres: { onError: (err: Error) => logger.warn({ err }, 'store') },
+      postgres: {
+        onError: (err: Error) => logger.warn({ err }, 'store'),
+        listen: cfg.databaseListen !== 'false',
+      },
     });
   } catch (err) {
     if (!postgres) throw err;

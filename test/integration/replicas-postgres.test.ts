@@ -9,6 +9,7 @@
  * answered decision is stored exactly once, the chains verify), and PostgreSQL restarted under load.
  */
 import assert from 'node:assert/strict';
+import { Client as pgClient } from 'pg';
 import { startPostgresCluster, type PostgresCluster } from '../support/postgres';
 import { auditVerify, centralCheck, type CheckResult } from '../support/guarantees';
 import { exportNdjson, type Rest } from '../support/control-plane-helpers';
@@ -38,10 +39,11 @@ describe('control-plane replicas on PostgreSQL', function () {
 
   const env = () => ({ ACT_DATABASE_URL: url, ACT_KEY_ENCRYPTION_KEY: KEK });
 
-  async function replica(i: number): Promise<ControlPlaneProcess> {
+  async function replica(i: number, args: string[] = []): Promise<ControlPlaneProcess> {
     const cp = await fx.controlPlane(fx.dir(`rpl-cp${i}`), { ...env(), ACT_REPLICA_ID: `cp${i}` }, [
       '--grpc-addr',
       `127.0.0.1:${ports[i]}`,
+      ...args,
     ]);
     cps[i] = cp;
     apis[i] = restClient(cp.url, cp.adminKey);
@@ -175,6 +177,44 @@ describe('control-plane replicas on PostgreSQL', function () {
       (await centralCheck(apis[1]!)(check)).body.reason_code === 'TOKEN_REVOKED' ? true : undefined,
     );
     await onC.stop();
+  });
+
+  it('a replica with --database-listen false holds no LISTEN connection and still follows: a revocation through A denies at its sidecar and centrally', async function () {
+    const listeners = async () => {
+      const c = new pgClient({ connectionString: url });
+      await c.connect();
+      try {
+        const r = await c.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'act-store-listen'",
+        );
+        return (r.rows[0] as { n: number }).n;
+      } finally {
+        await c.end();
+      }
+    };
+    const before = await listeners();
+    assert.ok(before >= 3, `the three replicas listen (${before})`);
+    ports[3] = (await freePorts(1))[0]!;
+    const d = await replica(3, ['--database-listen', 'false']);
+    assert.equal(await listeners(), before, 'the poll-only replica opened no LISTEN connection');
+    const tok = await fx.issue(apis[0]!, agentId, [policyId]);
+    const onD = await sidecar('on-d', [3]);
+    const check = { token: tok.token, action: 'read:report' };
+    await waitFor('ALLOW at the sidecar on D', async () =>
+      (await restCheck(onD, check)).body.decision === 'ALLOW' ? true : undefined,
+    );
+    const rev = await apis[0]!('POST', `/api/tokens/${tok.token_id}/revoke?wait=5s`, {});
+    assert.equal(rev.status, 200, rev.text);
+    assert.equal(rev.body.propagation.complete, true, rev.text);
+    assert.equal((await restCheck(onD, check)).body.reason_code, 'TOKEN_REVOKED');
+    await waitFor('TOKEN_REVOKED centrally on D', async () =>
+      (await centralCheck(apis[3]!)(check)).body.reason_code === 'TOKEN_REVOKED' ? true : undefined,
+    );
+    await onD.stop();
+    await d.stop();
+    // The later tests are about A, B and C (the restart test checks that every replica in cps lives).
+    cps.splice(3);
+    apis.splice(3);
   });
 
   it('GET /api/audit/follow on replica B shows records stored through replica A', async function () {
