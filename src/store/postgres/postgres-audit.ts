@@ -47,7 +47,8 @@ import {
 import { AUDIT_COPY_COLUMNS, encodeAuditCopy, type AuditCopyRow } from './audit-copy';
 import { AuditPartitions } from './audit-partitions';
 import { OrderedFeed } from './change-feed';
-import { isConnectionError, isRetryable, storeError } from './errors';
+import { isConnectionError, storeError } from './errors';
+import { lockedTransaction } from './locked-tx';
 import { LockSpace, lockKey } from './keys';
 
 /** Records examined (not returned) at most per `query` call before it returns a cursor. */
@@ -61,7 +62,6 @@ const FEED_KEEP = 10_000;
 const FEED_PAGE = 100;
 /** Longest value kept in a filter column (results are re-checked against the record). */
 const MAX_COLUMN_CHARS = 512;
-const MAX_ATTEMPTS = 5;
 
 const BAD_TEXT = /[\0\ud800-\udfff]/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
@@ -440,28 +440,17 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   /** Runs `body` holding the advisory locks of `sources`; retried on deadlock or a raced insert. */
-  private async transaction<R>(sources: string[], body: (c: pg.PoolClient) => Promise<R>): Promise<R> {
-    const locks = [...new Set(sources.map(lockKey))].sort((a, b) => a - b);
-    for (let attempt = 1; ; attempt++) {
-      const client = await this.connect('storing audit records');
-      let broken: unknown;
-      try {
-        // One round trip: BEGIN and the locks (integers we computed, safe to inline), in key order.
-        await client.query(
-          `BEGIN; SELECT pg_advisory_xact_lock(${LockSpace.auditSource}, k) FROM unnest(ARRAY[${locks.join(',')}]::int4[]) AS k`,
-        );
-        const result = await body(client);
-        await client.query('COMMIT');
-        return result;
-      } catch (err) {
-        if (isConnectionError(err)) broken = err;
-        else await client.query('ROLLBACK').catch((e: unknown) => (broken = e));
-        if ((err instanceof RacedInsert || isRetryable(err)) && attempt < MAX_ATTEMPTS) continue;
-        throw storeError(err, 'storing audit records');
-      } finally {
-        client.release(broken !== undefined);
-      }
-    }
+  private transaction<R>(sources: string[], body: (c: pg.PoolClient) => Promise<R>): Promise<R> {
+    return lockedTransaction(
+      this.pool,
+      {
+        space: LockSpace.auditSource,
+        keys: sources.map(lockKey),
+        doing: 'storing audit records',
+        retryAlso: (err) => err instanceof RacedInsert,
+      },
+      body,
+    );
   }
 
   private async exec<T extends pg.QueryResultRow>(doing: string, text: string, values: unknown[] = []) {

@@ -7,13 +7,13 @@
  */
 import type pg from 'pg';
 import type { OpsStore, OpsTable, Row, ScanOptions } from '../types';
-import { isConnectionError, isRetryable, storeError } from './errors';
+import { storeError } from './errors';
+import { lockedTransaction } from './locked-tx';
 import { encodeKey, LockSpace, lockKey, MAX_KEY_BYTES } from './keys';
 import { OPS_TABLES } from './migrations';
 import { getRow, scanRows, type Queryable } from './scan';
 
 const TABLE_SET = new Set<string>(OPS_TABLES);
-const MAX_ATTEMPTS = 5;
 
 export class PostgresOpsStore implements OpsStore {
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -99,33 +99,16 @@ export class PostgresOpsStore implements OpsStore {
   }
 
   /** Runs `body` in a transaction holding the row locks of `keys`; retried on deadlock/serialization. */
-  private async tx<R>(table: OpsTable, keys: string[], body: (c: pg.PoolClient) => Promise<R>): Promise<R> {
-    const locks = [...new Set(keys.map((k) => lockKey(`${table}\0${k}`)))].sort((a, b) => a - b);
-    for (let attempt = 1; ; attempt++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (err) {
-        throw storeError(err, 'writing an ops table');
-      }
-      let broken: unknown;
-      try {
-        // One round trip: BEGIN and the row locks (integers we computed, safe to inline), in key order.
-        await client.query(
-          `BEGIN; SELECT pg_advisory_xact_lock(${LockSpace.opsRow}, k) FROM unnest(ARRAY[${locks.join(',')}]::int4[]) AS k`,
-        );
-        const result = await body(client);
-        await client.query('COMMIT');
-        return result;
-      } catch (err) {
-        if (isConnectionError(err)) broken = err;
-        else await client.query('ROLLBACK').catch((e: unknown) => (broken = e));
-        if (isRetryable(err) && attempt < MAX_ATTEMPTS) continue;
-        throw storeError(err, 'writing an ops table');
-      } finally {
-        client.release(broken !== undefined);
-      }
-    }
+  private tx<R>(table: OpsTable, keys: string[], body: (c: pg.PoolClient) => Promise<R>): Promise<R> {
+    return lockedTransaction(
+      this.pool,
+      {
+        space: LockSpace.opsRow,
+        keys: keys.map((k) => lockKey(`${table}\0${k}`)),
+        doing: 'writing an ops table',
+      },
+      body,
+    );
   }
 
   private track<R>(p: Promise<R>): Promise<R> {
